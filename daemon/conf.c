@@ -59,7 +59,7 @@ struct keydef {
 
 #define LIM(k, t, lo, hi, d)                                                                       \
     {                                                                                              \
-        #k, S_BOTH, t, D_LIMIT, lo, hi, offsetof(struct limits, k), d                              \
+#k, S_BOTH, t, D_LIMIT, lo, hi, offsetof(struct limits, k), d                              \
     }
 #define SEC  1000ull
 #define MINS (60 * SEC)
@@ -107,8 +107,8 @@ struct parse {
     bool long_line;
 };
 
-static void
-fail(struct parse *p, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct parse *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
 fail(struct parse *p, int line, const char *fmt, ...)
@@ -448,7 +448,7 @@ apply(struct conf *c, struct route *r, const struct keydef *k, const char *v, ch
         if (!*v)
             return "empty path";
         return set_string(k->dest == D_CA_FILE ? &c->ca_file : &r->up_ca_file, v) ? "out of memory"
-                                                                                : NULL;
+                                                                                  : NULL;
     case D_MAX_CONNECTIONS:
         if (parse_uint(v, &u) || u < k->min || u > k->max) {
             snprintf(msg, msglen, "%s must be a number from %llu to %llu", k->name,
@@ -532,8 +532,7 @@ handler(void *user, const char *section, const char *name, const char *value)
             while (*rn == ' ')
                 rn++;
             if (!valid_route_name(rn)) {
-                fail(p, p->section_line, "bad route name \"%s\" (letters, digits, - _ . only)",
-                     rn);
+                fail(p, p->section_line, "bad route name \"%s\" (letters, digits, - _ . only)", rn);
                 return 0;
             }
             for (size_t i = 0; i < p->c->nroutes; i++) {
@@ -550,8 +549,8 @@ handler(void *user, const char *section, const char *name, const char *value)
             p->route->line = p->section_line;
             p->cur_kind = S_ROUTE;
         } else {
-            fail(p, p->section_line,
-                 "unknown section [%s] (expected [tlslift] or [route NAME])", section);
+            fail(p, p->section_line, "unknown section [%s] (expected [tlslift] or [route NAME])",
+                 section);
             return 0;
         }
     } else if (p->cur_kind == S_ROUTE) {

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DS_MAGIC   0x7d5c0a11u
-#define LINGER_MS  2000
+#define DS_MAGIC  0x7d5c0a11u
+#define LINGER_MS 2000
 /* A request sent on a pooled connection is kept (up to this size) until the
  * response starts, so that it can be sent again on a new connection when
  * the pooled one turns out to have been closed by the upstream. */
@@ -52,9 +52,9 @@ struct downstream {
     bool replay_ok;     /* replay holds every request byte sent so far */
     bool retried;
     bool closing;
-    bool served_one; /* a request was answered on this connection */
+    bool served_one;                /* a request was answered on this connection */
     struct downstream *next, *prev; /* all live connections */
-    struct bufq pending; /* request bytes waiting for the upstream handshake */
+    struct bufq pending;            /* request bytes waiting for the upstream handshake */
     struct sbuf replay;
     struct sbuf sb; /* scratch for heads */
     int fail_status;
@@ -403,8 +403,10 @@ borrow_up(struct downstream *ds, bool fresh)
 static void
 retry_exchange(struct downstream *ds)
 {
-    log_info(ds->id, "upstream %s: pooled connection was closed by the upstream; retrying on a "
-             "new connection", ds->route->up_hostport);
+    log_info(ds->id,
+             "upstream %s: pooled connection was closed by the upstream; retrying on a "
+             "new connection",
+             ds->route->up_hostport);
     ds->retried = true;
     if (borrow_up(ds, true)) {
         ds_fail(ds, 503, "out of memory");
@@ -902,9 +904,10 @@ downstream_start(struct downstream *ds, int over_limit)
     (void)now_ms;
     if (over_limit) {
         downstream_stats.rejected++;
-        log_warn(ds->id, "route %s: over max_connections (%llu): answering 503; raise "
-                 "max_connections if this is expected load", ds->route->name,
-                 (unsigned long long)ds->conf->max_connections);
+        log_warn(ds->id,
+                 "route %s: over max_connections (%llu): answering 503; raise "
+                 "max_connections if this is expected load",
+                 ds->route->name, (unsigned long long)ds->conf->max_connections);
         ds->rs = RS_WAIT;
         snprintf(ds->method, sizeof(ds->method), "-");
         ds_fail(ds, 503, "too many connections");

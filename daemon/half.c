@@ -50,8 +50,7 @@ on_alloc(uv_handle_t *handle, size_t hint, uv_buf_t *buf)
     }
     /* A full buffer gives libuv no room: it reports UV_ENOBUFS and we stop
      * reading until the owner consumes (back-pressure on the socket). */
-    *buf = uv_buf_init(rx->data ? (char *)rx->data + rx->len : NULL,
-                       (unsigned)(rx->cap - rx->len));
+    *buf = uv_buf_init(rx->data ? (char *)rx->data + rx->len : NULL, (unsigned)(rx->cap - rx->len));
 }
 
 static void

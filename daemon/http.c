@@ -340,8 +340,8 @@ set_parse_error(struct http_parser *hp, llhttp_errno_t e)
         hp->err_reason = "bad header field";
         break;
     default:
-        hp->err_reason = hp->kind == HTTP_KIND_REQUEST ? "malformed request"
-                                                       : "malformed upstream response";
+        hp->err_reason =
+            hp->kind == HTTP_KIND_REQUEST ? "malformed request" : "malformed upstream response";
     }
 }
 
@@ -465,9 +465,8 @@ sbuf_free(struct sbuf *b)
 
 /* Hop-by-hop fields (RFC 9110 7.6.1) and the ones we frame ourselves. */
 static const char *const hop_by_hop[] = {
-    "connection", "keep-alive", "proxy-connection",    "te",
-    "trailer",    "upgrade",    "transfer-encoding",   "proxy-authenticate",
-    "expect",     "proxy-authorization",
+    "connection", "keep-alive",        "proxy-connection",   "te",     "trailer",
+    "upgrade",    "transfer-encoding", "proxy-authenticate", "expect", "proxy-authorization",
 };
 
 static bool

@@ -41,8 +41,10 @@ on_connection(uv_stream_t *server, int status)
         /* libuv itself keeps a spare descriptor for EMFILE, accepts and
          * closes the pending connection, so the loop does not spin. */
         if (rc == UV_EMFILE || rc == UV_ENFILE)
-            log_error(0, "route %s: out of file descriptors (%s); raise LimitNOFILE or lower "
-                      "max_connections", l->route->name, uv_strerror(rc));
+            log_error(0,
+                      "route %s: out of file descriptors (%s); raise LimitNOFILE or lower "
+                      "max_connections",
+                      l->route->name, uv_strerror(rc));
         return;
     }
     downstream_start(ds, downstream_stats.active > l->conf->max_connections);

@@ -61,7 +61,8 @@ raise_nofile(uint64_t max_conn)
         (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < max_conn * 2 + 64)
-        log_warn(0, "the open-file limit (%llu) is below 2 x max_connections + 64; raise "
+        log_warn(0,
+                 "the open-file limit (%llu) is below 2 x max_connections + 64; raise "
                  "LimitNOFILE or lower max_connections",
                  (unsigned long long)rl.rlim_cur);
 }
@@ -111,7 +112,7 @@ on_signal(uv_signal_t *s, int signum)
     (void)s;
     if (signum == SIGHUP) {
         log_warn(0, "SIGHUP: configuration reload is not implemented yet; restart to apply "
-                 "changes");
+                    "changes");
         return;
     }
     if (g.stopping) {
@@ -120,8 +121,7 @@ on_signal(uv_signal_t *s, int signum)
     }
     g.stopping = true;
     log_info(0, "%s: stopping: no new connections, finishing %llu open ones",
-             signum == SIGTERM ? "SIGTERM" : "SIGINT",
-             (unsigned long long)downstream_stats.active);
+             signum == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)downstream_stats.active);
     close_listeners();
     downstream_shutdown();
     g.drain_deadline = uv_now(g.loop) + SHUTDOWN_TIMEOUT_MS;

@@ -12,6 +12,7 @@
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 #include <psa/crypto.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +278,15 @@ translate(struct tlsio *t, int rc)
     }
 }
 
+/* mbedTLS answers WANT_READ after it has handled a post-handshake message
+ * (a TLS 1.3 ticket) even when more records wait in our buffer: it means
+ * "call again", so we do, as long as bytes are left and it made progress. */
+static bool
+more_input(const struct tlsio *t, size_t before)
+{
+    return t->in->off > before && t->in->off < t->in->len;
+}
+
 int
 tlsio_handshake(struct tlsio *t)
 {
@@ -285,11 +295,14 @@ tlsio_handshake(struct tlsio *t)
     if (t->handshake_done)
         return TLSIO_OK;
     for (;;) {
+        size_t before = t->in->off;
         rc = mbedtls_ssl_handshake(&t->ssl);
         if (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
             save_session(t);
             continue;
         }
+        if (rc == MBEDTLS_ERR_SSL_WANT_READ && more_input(t, before))
+            continue;
         break;
     }
     if (rc == 0) {
@@ -310,11 +323,14 @@ tlsio_read(struct tlsio *t, uint8_t *buf, size_t len)
     int rc;
 
     for (;;) {
+        size_t before = t->in->off;
         rc = mbedtls_ssl_read(&t->ssl, buf, len);
         if (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
             save_session(t);
             continue;
         }
+        if (rc == MBEDTLS_ERR_SSL_WANT_READ && more_input(t, before))
+            continue;
         break;
     }
     if (rc > 0)

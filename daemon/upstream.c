@@ -159,9 +159,12 @@ on_h_error(struct half *h, int err)
                       r->up_hostport, r->name, half_tls_error(h));
             snprintf(reason, sizeof(reason), "upstream TLS handshake failed");
         } else {
-            log_error(u->owner_cid, "upstream %s (route %s): connection lost during the TLS "
-                      "handshake: %s", r->up_hostport, r->name, uv_strerror(err));
-            snprintf(reason, sizeof(reason), "upstream closed the connection during the TLS "
+            log_error(u->owner_cid,
+                      "upstream %s (route %s): connection lost during the TLS "
+                      "handshake: %s",
+                      r->up_hostport, r->name, uv_strerror(err));
+            snprintf(reason, sizeof(reason),
+                     "upstream closed the connection during the TLS "
                      "handshake");
         }
         up_fail(u, 502, reason);
@@ -170,10 +173,11 @@ on_h_error(struct half *h, int err)
         /* The borrower decides what a lost connection means for its
          * exchange: it hears it as a failure with the status it would send. */
         if (err == UV_EPROTO)
-            log_warn(u->owner_cid, "upstream %s: TLS error: %s", r->up_hostport,
-                     half_tls_error(h));
-        up_fail(u, 502, err == UV_EOF ? "upstream closed the connection" : "upstream connection "
-                                                                           "failed");
+            log_warn(u->owner_cid, "upstream %s: TLS error: %s", r->up_hostport, half_tls_error(h));
+        up_fail(u, 502,
+                err == UV_EOF ? "upstream closed the connection"
+                              : "upstream connection "
+                                "failed");
         return;
     default:
         up_fail(u, 502, "upstream connection failed");

@@ -20,10 +20,10 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define BUFQ_CHUNK    16384
-#define BUFPOOL_SIZE  16384 /* one read buffer */
-#define BUFQ_HIGH     (256 * 1024)
-#define BUFQ_LOW      (64 * 1024)
+#define BUFQ_CHUNK   16384
+#define BUFPOOL_SIZE 16384 /* one read buffer */
+#define BUFQ_HIGH    (256 * 1024)
+#define BUFQ_LOW     (64 * 1024)
 
 struct bufq_chunk;
 

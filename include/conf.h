@@ -42,13 +42,13 @@ struct route {
     char *listen; /* as written, for logs */
     struct sockaddr_storage listen_addr;
     bool allow_remote;
-    char *upstream;      /* as written */
-    char *up_host;       /* host part, no brackets */
+    char *upstream; /* as written */
+    char *up_host;  /* host part, no brackets */
     uint16_t up_port;
-    char *up_hostport;   /* Host header value for host_header = upstream */
-    int up_min_version;  /* 12 or 13 */
-    char *up_ca_file;    /* NULL: the global ca_file */
-    char *up_sni;        /* NULL: up_host */
+    char *up_hostport;  /* Host header value for host_header = upstream */
+    int up_min_version; /* 12 or 13 */
+    char *up_ca_file;   /* NULL: the global ca_file */
+    char *up_sni;       /* NULL: up_host */
     enum host_header host_header;
     struct limits lim;
     uint32_t lim_set; /* bit i: limit i was set in this route */

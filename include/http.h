@@ -33,10 +33,10 @@ struct http_head {
     const char *method_name;
     int status; /* responses */
     int major, minor;
-    bool chunked;        /* Transfer-Encoding: chunked */
-    bool has_length;     /* Content-Length */
-    uint64_t length;     /* its value */
-    bool keep_alive;     /* llhttp's verdict for the connection */
+    bool chunked;    /* Transfer-Encoding: chunked */
+    bool has_length; /* Content-Length */
+    uint64_t length; /* its value */
+    bool keep_alive; /* llhttp's verdict for the connection */
     bool expect_continue;
     bool upgrade;
 };

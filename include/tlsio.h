@@ -53,8 +53,8 @@ void tlsio_client_conf_free(struct tlsio_client_conf *cc);
 
 /* A client connection verifying HOSTNAME (also sent as SNI). IN and OUT
  * belong to the caller and must outlive the tlsio. */
-struct tlsio *tlsio_client_new(struct tlsio_client_conf *cc, const char *hostname,
-                               struct iobuf *in, struct bufq *out);
+struct tlsio *tlsio_client_new(struct tlsio_client_conf *cc, const char *hostname, struct iobuf *in,
+                               struct bufq *out);
 void tlsio_free(struct tlsio *t);
 
 /* Drive the handshake: TLSIO_OK when done, TLSIO_WANT, or an error. */

@@ -25,7 +25,7 @@ struct conf;
 struct upconn;
 
 struct upconn_ops {
-    void (*on_ready)(struct upconn *u);   /* connected and TLS done: may send */
+    void (*on_ready)(struct upconn *u); /* connected and TLS done: may send */
     void (*on_readable)(struct upconn *u);
     /* Failed: STATUS is what the client should see (502 or 504), REASON a
      * short text; the detail is logged here already. After this the
@@ -56,7 +56,7 @@ struct upconn {
     uv_connect_t creq;
     struct addrinfo *ai, *ai_next;
     bool gai_pending;
-    bool reused; /* lent from the pool */
+    bool reused;                /* lent from the pool */
     struct upconn *next, *prev; /* pool list */
     uint64_t requests;
 };
