@@ -97,6 +97,7 @@ struct parse {
     FILE *fp;
     int line;         /* current line, counted by our reader */
     int section_line; /* line of the last [section] header */
+    int cur_section_line;
     char *err;
     size_t errlen;
     int failed;
@@ -520,8 +521,11 @@ handler(void *user, const char *section, const char *name, const char *value)
 
     if (p->failed)
         return 0;
-    if (strcmp(section, p->cur_section) != 0 || p->cur_kind == 0) {
-        /* A new section starts. inih tells us only through the name. */
+    if (strcmp(section, p->cur_section) != 0 || p->cur_kind == 0 ||
+        p->section_line != p->cur_section_line) {
+        /* A new section starts. inih tells us only through the name; our
+         * reader saw the header line, which catches a repeated name too. */
+        p->cur_section_line = p->section_line;
         snprintf(p->cur_section, sizeof(p->cur_section), "%s", section);
         p->seen = 0;
         p->route = NULL;
