@@ -149,8 +149,13 @@ up_send(struct downstream *ds, const void *p, size_t n)
     }
     if (!ds->up)
         return -1;
-    if (ds->up_ready)
-        return half_send(&ds->up->h, p, n);
+    if (ds->up_ready) {
+        int rc = half_send(&ds->up->h, p, n);
+        if (rc)
+            log_warn(ds->id, "upstream %s: cannot send: %s (%s)", ds->route->up_hostport,
+                     uv_strerror(rc), half_tls_error(&ds->up->h));
+        return rc;
+    }
     return bufq_push(&ds->pending, p, n);
 }
 
@@ -322,9 +327,9 @@ on_up_readable(struct upconn *u)
 static void retry_exchange(struct downstream *ds);
 
 static void
-on_up_fail(struct upconn *u, int status, const char *reason)
+on_up_fail(void *owner, int status, const char *reason)
 {
-    struct downstream *ds = u->owner;
+    struct downstream *ds = owner;
 
     ds->up = NULL;
     ds->up_ready = false;

@@ -343,6 +343,11 @@ tlsio_write(struct tlsio *t, const uint8_t *buf, size_t len)
 {
     while (len > 0) {
         int rc = mbedtls_ssl_write(&t->ssl, buf, len);
+        if (rc == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+            /* A write may process a ticket that arrived meanwhile. */
+            save_session(t);
+            continue;
+        }
         if (rc < 0) {
             rc = translate(t, rc);
             return rc == TLSIO_WANT ? TLSIO_ERR : rc; /* on_send never blocks */

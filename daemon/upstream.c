@@ -87,7 +87,7 @@ up_fail(struct upconn *u, int status, const char *reason)
         return;
     up_close(u);
     if (ops && owner)
-        ops->on_fail(u, status, reason);
+        ops->on_fail(owner, status, reason);
 }
 
 static void

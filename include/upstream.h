@@ -28,9 +28,9 @@ struct upconn_ops {
     void (*on_ready)(struct upconn *u); /* connected and TLS done: may send */
     void (*on_readable)(struct upconn *u);
     /* Failed: STATUS is what the client should see (502 or 504), REASON a
-     * short text; the detail is logged here already. After this the
-     * connection is closing: the borrower must drop its pointer. */
-    void (*on_fail)(struct upconn *u, int status, const char *reason);
+     * short text; the detail is logged here already. The connection is
+     * closing already (so only the owner is passed): drop the pointer. */
+    void (*on_fail)(void *owner, int status, const char *reason);
     void (*on_drain)(struct upconn *u);
     void (*on_timeout)(struct upconn *u); /* the borrower's timer (response) */
 };
