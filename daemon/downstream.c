@@ -325,6 +325,7 @@ on_up_readable(struct upconn *u)
 }
 
 static void retry_exchange(struct downstream *ds);
+static int borrow_up(struct downstream *ds, bool fresh);
 
 static void
 on_up_fail(void *owner, int status, const char *reason)
@@ -350,7 +351,14 @@ on_up_fail(void *owner, int status, const char *reason)
         retry_exchange(ds);
         return;
     }
-    ds_fail(ds, status, reason);
+    if (status == 0 && !ds->retried && ds->rs == RS_WAIT) {
+        /* Failed before the handshake ended: the request is still whole in
+         * `pending`; a new connection gets it. */
+        ds->retried = true;
+        if (borrow_up(ds, true) == 0)
+            return;
+    }
+    ds_fail(ds, status ? status : 502, reason);
 }
 
 static void

@@ -19,6 +19,14 @@
 
 struct tlsio_client_conf {
     mbedtls_ssl_config conf;
+    /* mbedTLS 3.6.6 offers rsa_pss_rsae signatures (needed for TLS 1.3 with
+     * RSA keys) but then rejects them in a TLS 1.2 ServerKeyExchange, which
+     * OpenSSL servers choose (Mbed-TLS issue 10668, fixed upstream after
+     * 3.6.6). When a TLS 1.2 upstream trips on it, the route switches to
+     * conf12: TLS 1.2 only, PKCS#1 v1.5 and ECDSA signatures. */
+    mbedtls_ssl_config conf12;
+    int use_conf12;
+    int min_version;
     mbedtls_x509_crt ca;
     /* The newest session a server gave us, offered by the next connection
      * so that it can skip the full handshake. */
@@ -28,6 +36,7 @@ struct tlsio_client_conf {
 
 struct tlsio {
     mbedtls_ssl_context ssl;
+    int on_conf12;
     struct tlsio_client_conf *cc;
     struct iobuf *in;
     struct bufq *out;
@@ -87,6 +96,46 @@ tlsio_global_free(void)
     global_ready = 0;
 }
 
+static const uint16_t sig_algs_tls12[] = {
+    MBEDTLS_TLS1_3_SIG_ECDSA_SECP256R1_SHA256,
+    MBEDTLS_TLS1_3_SIG_ECDSA_SECP384R1_SHA384,
+    MBEDTLS_TLS1_3_SIG_ECDSA_SECP521R1_SHA512,
+    MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA256,
+    MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA384,
+    MBEDTLS_TLS1_3_SIG_RSA_PKCS1_SHA512,
+    MBEDTLS_TLS1_3_SIG_NONE,
+};
+
+static int
+setup_conf(mbedtls_ssl_config *conf, mbedtls_x509_crt *ca, int min_version, int max_version)
+{
+    int rc = mbedtls_ssl_config_defaults(conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                         MBEDTLS_SSL_PRESET_DEFAULT);
+    if (rc)
+        return rc;
+    mbedtls_ssl_conf_rng(conf, mbedtls_ctr_drbg_random, &drbg);
+    /* Verification is always on: there is deliberately no switch for it. */
+    mbedtls_ssl_conf_authmode(conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(conf, ca, NULL);
+    mbedtls_ssl_conf_min_tls_version(conf, min_version == 13 ? MBEDTLS_SSL_VERSION_TLS1_3
+                                                             : MBEDTLS_SSL_VERSION_TLS1_2);
+    mbedtls_ssl_conf_max_tls_version(conf, max_version == 13 ? MBEDTLS_SSL_VERSION_TLS1_3
+                                                             : MBEDTLS_SSL_VERSION_TLS1_2);
+    mbedtls_ssl_conf_ciphersuites(conf, client_suites);
+    mbedtls_ssl_conf_renegotiation(conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_session_tickets(conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
+    mbedtls_ssl_conf_tls13_key_exchange_modes(conf,
+                                              MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ALL);
+    /* Without this, mbedTLS 3.6 drops TLS 1.3 tickets silently; with it the
+     * read path sees MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET and stores
+     * the ticket for the next connection. */
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+        conf, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+    if (max_version == 12)
+        mbedtls_ssl_conf_sig_algs(conf, sig_algs_tls12);
+    return 0;
+}
+
 static void
 strerr(int rc, char *buf, size_t len)
 {
@@ -110,6 +159,7 @@ tlsio_client_conf_new(const char *ca_file, int min_version, char *err, size_t er
         return NULL;
     }
     mbedtls_ssl_config_init(&cc->conf);
+    mbedtls_ssl_config_init(&cc->conf12);
     mbedtls_x509_crt_init(&cc->ca);
     mbedtls_ssl_session_init(&cc->saved);
 
@@ -124,30 +174,15 @@ tlsio_client_conf_new(const char *ca_file, int min_version, char *err, size_t er
         snprintf(err, errlen, "trust store %s holds no usable certificate", ca_file);
         goto err;
     }
-    rc = mbedtls_ssl_config_defaults(&cc->conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                     MBEDTLS_SSL_PRESET_DEFAULT);
+    cc->min_version = min_version;
+    rc = setup_conf(&cc->conf, &cc->ca, min_version, 13);
+    if (rc == 0 && min_version == 12)
+        rc = setup_conf(&cc->conf12, &cc->ca, 12, 12);
     if (rc) {
         strerr(rc, e, sizeof(e));
         snprintf(err, errlen, "TLS configuration: %s", e);
         goto err;
     }
-    mbedtls_ssl_conf_rng(&cc->conf, mbedtls_ctr_drbg_random, &drbg);
-    /* Verification is always on: there is deliberately no switch for it. */
-    mbedtls_ssl_conf_authmode(&cc->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-    mbedtls_ssl_conf_ca_chain(&cc->conf, &cc->ca, NULL);
-    mbedtls_ssl_conf_min_tls_version(&cc->conf, min_version == 13 ? MBEDTLS_SSL_VERSION_TLS1_3
-                                                                  : MBEDTLS_SSL_VERSION_TLS1_2);
-    mbedtls_ssl_conf_max_tls_version(&cc->conf, MBEDTLS_SSL_VERSION_TLS1_3);
-    mbedtls_ssl_conf_ciphersuites(&cc->conf, client_suites);
-    mbedtls_ssl_conf_renegotiation(&cc->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-    mbedtls_ssl_conf_session_tickets(&cc->conf, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
-    mbedtls_ssl_conf_tls13_key_exchange_modes(&cc->conf,
-                                              MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ALL);
-    /* Without this, mbedTLS 3.6 drops TLS 1.3 tickets silently; with it the
-     * read path sees MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET and stores
-     * the ticket for the next connection. */
-    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
-        &cc->conf, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
     return cc;
 err:
     tlsio_client_conf_free(cc);
@@ -161,6 +196,7 @@ tlsio_client_conf_free(struct tlsio_client_conf *cc)
         return;
     mbedtls_ssl_session_free(&cc->saved);
     mbedtls_ssl_config_free(&cc->conf);
+    mbedtls_ssl_config_free(&cc->conf12);
     mbedtls_x509_crt_free(&cc->ca);
     free(cc);
 }
@@ -203,7 +239,8 @@ tlsio_client_new(struct tlsio_client_conf *cc, const char *hostname, struct iobu
     t->in = in;
     t->out = out;
     mbedtls_ssl_init(&t->ssl);
-    if (mbedtls_ssl_setup(&t->ssl, &cc->conf) != 0)
+    t->on_conf12 = cc->use_conf12;
+    if (mbedtls_ssl_setup(&t->ssl, t->on_conf12 ? &cc->conf12 : &cc->conf) != 0)
         goto err;
     /* Sets SNI and the name the certificate must carry. */
     if (mbedtls_ssl_set_hostname(&t->ssl, hostname) != 0)
@@ -312,6 +349,14 @@ tlsio_handshake(struct tlsio *t)
         if (mbedtls_ssl_get_version_number(&t->ssl) == MBEDTLS_SSL_VERSION_TLS1_2)
             save_session(t);
         return TLSIO_OK;
+    }
+    if (rc == MBEDTLS_ERR_SSL_ILLEGAL_PARAMETER && !t->on_conf12 && t->cc->min_version == 12 &&
+        mbedtls_ssl_get_version_number(&t->ssl) == MBEDTLS_SSL_VERSION_TLS1_2) {
+        t->cc->use_conf12 = 1;
+        snprintf(t->err, sizeof(t->err),
+                 "TLS 1.2 server signature rejected by mbedTLS (RSA-PSS in TLS 1.2); switching "
+                 "this upstream to TLS 1.2 with PKCS#1 v1.5/ECDSA signatures");
+        return TLSIO_ERR_RETRY;
     }
     rc = translate(t, rc);
     return rc == TLSIO_CLOSED ? TLSIO_ERR : rc;

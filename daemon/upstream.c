@@ -145,6 +145,12 @@ on_h_error(struct half *h, int err)
         up_close(u);
         return;
     case UP_HANDSHAKE:
+        if (h->tls_err == TLSIO_ERR_RETRY) {
+            log_warn(u->owner_cid, "upstream %s (route %s): %s", r->up_hostport, r->name,
+                     half_tls_error(h));
+            up_fail(u, 0, "upstream TLS handshake failed");
+            return;
+        }
         upstream_stats.connect_failures++;
         if (h->tls_err == TLSIO_ERR_VERIFY) {
             log_error(u->owner_cid,

@@ -36,6 +36,9 @@ enum tlsio_rc {
     TLSIO_ERR = -3,        /* protocol or I/O error */
     TLSIO_ERR_VERIFY = -4, /* the peer's certificate did not verify */
     TLSIO_ERR_NOMEM = -5,
+    /* The handshake failed in a way a new connection avoids: the conf has
+     * switched itself (see tlsio.c, TLS 1.2 and RSA-PSS). Nothing was sent. */
+    TLSIO_ERR_RETRY = -6,
 };
 
 struct tlsio_client_conf;

@@ -27,7 +27,8 @@ struct upconn;
 struct upconn_ops {
     void (*on_ready)(struct upconn *u); /* connected and TLS done: may send */
     void (*on_readable)(struct upconn *u);
-    /* Failed: STATUS is what the client should see (502 or 504), REASON a
+    /* Failed: STATUS is what the client should see (502 or 504; 0 when
+     * nothing was sent and a new connection is worth one try), REASON a
      * short text; the detail is logged here already. The connection is
      * closing already (so only the owner is passed): drop the pointer. */
     void (*on_fail)(void *owner, int status, const char *reason);
