@@ -521,6 +521,11 @@ handler(void *user, const char *section, const char *name, const char *value)
 
     if (p->failed)
         return 0;
+    if (!*section) {
+        fail(p, p->line, "\"%s\" is outside any section (put it under [tlslift] or [route NAME])",
+             name);
+        return 0;
+    }
     if (strcmp(section, p->cur_section) != 0 || p->cur_kind == 0 ||
         p->section_line != p->cur_section_line) {
         /* A new section starts. inih tells us only through the name; our

@@ -93,19 +93,44 @@ now_ms(struct downstream *ds)
 
 /* --- access log --- */
 
+/* The reason as one logfmt token: "upstream response timeout" becomes
+ * upstream-response-timeout, so a line splits on spaces. */
+static const char *
+reason_token(const char *reason, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    if (!reason)
+        return "-";
+    for (const char *s = reason; *s && o + 1 < len; s++) {
+        char c = *s;
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_')
+            buf[o++] = c;
+        else if (c >= 'A' && c <= 'Z')
+            buf[o++] = (char)(c - 'A' + 'a');
+        else if (o > 0 && buf[o - 1] != '-')
+            buf[o++] = '-';
+    }
+    while (o > 0 && buf[o - 1] == '-')
+        o--;
+    buf[o] = 0;
+    return o ? buf : "-";
+}
+
 static void
 access_line(struct downstream *ds)
 {
+    char rbuf[96];
     uint64_t end = uv_hrtime();
     double total = ds->t0 ? (double)(end - ds->t0) / 1e6 : 0;
     double upt = ds->t_up && ds->t_up_head ? (double)(ds->t_up_head - ds->t_up) / 1e6 : 0;
 
     log_access("route=%s client=%s method=%s path=%s status=%d in=%llu out=%llu upstream_ms=%.1f "
-               "total_ms=%.1f tls=%s reused=%d reason=%s%s%s",
+               "total_ms=%.1f tls=%s reused=%d reason=%s",
                ds->route->name, ds->client, ds->method[0] ? ds->method : "-",
                ds->path[0] ? ds->path : "-", ds->status, (unsigned long long)ds->in,
                (unsigned long long)ds->out, upt, total, ds->tls ? ds->tls : "-", ds->reused ? 1 : 0,
-               ds->reason ? "\"" : "", ds->reason ? ds->reason : "-", ds->reason ? "\"" : "");
+               reason_token(ds->reason, rbuf, sizeof(rbuf)));
 }
 
 static void
@@ -405,6 +430,8 @@ borrow_up(struct downstream *ds, bool fresh)
     if (!ds->up)
         return -1;
     ds->reused = ds->up->reused;
+    log_debug(ds->id, "upstream %s: %s connection", ds->route->up_hostport,
+              ds->reused ? "pooled" : "new");
     ds->up_ready = ds->up->state == UP_BUSY;
     if (ds->up_ready)
         ds->tls = tlsio_version(ds->up->h.tls);
@@ -600,6 +627,10 @@ on_req_head(void *user, struct http_head *h)
     ds->head_req = strcmp(ds->method, "HEAD") == 0;
     ds->req_chunked = h->chunked;
     has_body = h->chunked || (h->has_length && h->length > 0);
+    log_debug(ds->id, "request %s %s (HTTP/1.%d, %s)", ds->method, ds->path, h->minor,
+              h->chunked ? "chunked body"
+              : has_body ? "body with length"
+                         : "no body");
 
     host = r->host_header == HOST_HEADER_UPSTREAM ? r->up_hostport : NULL;
     ds->sb.len = 0;
@@ -714,9 +745,7 @@ client_process(struct downstream *ds)
                 reason = ds->fail_reason;
             }
             if (!ds->method[0])
-                snprintf(ds->method, sizeof(ds->method), "-");
-            if (ds->rs == RS_NONE)
-                ds->rs = RS_WAIT; /* so ds_fail logs the exchange */
+                http_describe(ds->req, ds->method, sizeof(ds->method), ds->path, sizeof(ds->path));
             ds_fail(ds, st, reason);
             return;
         }
@@ -799,9 +828,7 @@ on_c_timeout(struct half *h)
         half_close(&ds->h);
         return;
     case CT_HEADER:
-        if (!ds->method[0])
-            snprintf(ds->method, sizeof(ds->method), "-");
-        ds->rs = RS_WAIT;
+        http_describe(ds->req, ds->method, sizeof(ds->method), ds->path, sizeof(ds->path));
         ds_fail(ds, 408, "request head not received within client_header_timeout");
         return;
     case CT_BODY:
@@ -913,6 +940,7 @@ downstream_start(struct downstream *ds, int over_limit)
 
     downstream_stats.accepted++;
     peer_name(ds);
+    log_debug(ds->id, "route %s: connection from %s", ds->route->name, ds->client);
     uv_tcp_nodelay(&ds->h.tcp, 1);
     (void)now_ms;
     if (over_limit) {

@@ -649,3 +649,16 @@ http_lib_version(void)
              LLHTTP_VERSION_PATCH);
     return v;
 }
+
+void
+http_describe(const struct http_parser *hp, char *method, size_t mlen, char *path, size_t plen)
+{
+    /* The method is known once the target started: llhttp parsed it first. */
+    if (hp->state != HP_IDLE && hp->head.url_len > 0) {
+        snprintf(method, mlen, "%s", llhttp_method_name(hp->p.method));
+        http_log_path(&hp->head, path, plen);
+    } else {
+        snprintf(method, mlen, "-");
+        snprintf(path, plen, "-");
+    }
+}

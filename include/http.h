@@ -109,6 +109,11 @@ int http_build_response(const struct http_head *h, enum http_frame frame, bool k
 int http_build_error(int status, const char *reason, struct sbuf *out);
 const char *http_status_text(int status);
 
+/* For the log of a request refused mid-head: its method and path (without
+ * the query string) when they were received, else "-". */
+void http_describe(const struct http_parser *hp, char *method, size_t mlen, char *path,
+                   size_t plen);
+
 /* Method name of a request head, for logs. */
 const char *http_method_name(const struct http_head *h);
 /* The path of a request target, without the query string, for logs. */
