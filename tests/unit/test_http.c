@@ -56,8 +56,10 @@ parse(const char *req, struct sink *s)
 
     memset(s, 0, sizeof(*s));
     rc = http_feed(hp, (const uint8_t *)req, strlen(req), &used);
-    if (rc == HTTP_ERROR)
+    if (rc == HTTP_ERROR) {
         st = http_error(hp, &reason);
+        sbuf_free(&s->out); /* a head may have been built before the error */
+    }
     http_parser_free(hp);
     return st;
 }
