@@ -1,7 +1,10 @@
 #include "conf.h"
 
+#include "legacytls.h"
 #include "log.h"
+#include "stats.h"
 #include "tlsio.h"
+#include "upstream.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -29,6 +32,7 @@ enum ktype {
     K_UPVERSION,
     K_NAME,
     K_HOSTHDR,
+    K_TLSVER,
 };
 
 /* Where a key's value lands. Limits have an index into struct limits. */
@@ -37,6 +41,10 @@ enum kdest {
     D_ACCESS_LOG,
     D_CA_FILE,
     D_MAX_CONNECTIONS,
+    D_ADMIN_LISTEN,
+    D_USER,
+    D_RUN_AS_ROOT,
+    D_SHUTDOWN_TIMEOUT,
     D_LISTEN,
     D_ALLOW_REMOTE,
     D_UPSTREAM,
@@ -44,6 +52,11 @@ enum kdest {
     D_UP_CA_FILE,
     D_UP_SNI,
     D_HOST_HEADER,
+    D_SERVER_NAME,
+    D_TLS_CERT,
+    D_TLS_KEY,
+    D_TLS_MIN_VERSION,
+    D_TLS_3DES,
     D_LIMIT,
 };
 
@@ -70,6 +83,10 @@ static const struct keydef keys[] = {
     {"access_log", S_GLOBAL, K_ACCESSLOG, D_ACCESS_LOG, 0, 0, 0, 0},
     {"ca_file", S_GLOBAL, K_PATH, D_CA_FILE, 0, 0, 0, 0},
     {"max_connections", S_GLOBAL, K_UINT, D_MAX_CONNECTIONS, 1, 1000000, 0, 0},
+    {"admin_listen", S_GLOBAL, K_LISTEN, D_ADMIN_LISTEN, 0, 0, 0, 0},
+    {"user", S_GLOBAL, K_NAME, D_USER, 0, 0, 0, 0},
+    {"run_as_root", S_GLOBAL, K_BOOL, D_RUN_AS_ROOT, 0, 0, 0, 0},
+    {"shutdown_timeout", S_GLOBAL, K_DURATION, D_SHUTDOWN_TIMEOUT, 0, 3600 * SEC, 0, 0},
     {"listen", S_ROUTE, K_LISTEN, D_LISTEN, 0, 0, 0, 0},
     {"allow_remote", S_ROUTE, K_BOOL, D_ALLOW_REMOTE, 0, 0, 0, 0},
     {"upstream", S_ROUTE, K_UPSTREAM, D_UPSTREAM, 0, 0, 0, 0},
@@ -77,6 +94,11 @@ static const struct keydef keys[] = {
     {"upstream_ca_file", S_ROUTE, K_PATH, D_UP_CA_FILE, 0, 0, 0, 0},
     {"upstream_sni", S_ROUTE, K_NAME, D_UP_SNI, 0, 0, 0, 0},
     {"host_header", S_ROUTE, K_HOSTHDR, D_HOST_HEADER, 0, 0, 0, 0},
+    {"server_name", S_ROUTE, K_NAME, D_SERVER_NAME, 0, 0, 0, 0},
+    {"tls_cert", S_ROUTE, K_PATH, D_TLS_CERT, 0, 0, 0, 0},
+    {"tls_key", S_ROUTE, K_PATH, D_TLS_KEY, 0, 0, 0, 0},
+    {"tls_min_version", S_ROUTE, K_TLSVER, D_TLS_MIN_VERSION, 0, 0, 0, 0},
+    {"tls_legacy_3des", S_ROUTE, K_BOOL, D_TLS_3DES, 0, 0, 0, 0},
     LIM(max_request_line, K_UINT, 64, 1 << 20, 8192),
     LIM(max_header_size, K_UINT, 256, 1 << 20, 16384),
     LIM(max_headers, K_UINT, 1, 10000, 100),
@@ -358,6 +380,7 @@ route_init(struct route *r)
 {
     memset(r, 0, sizeof(*r));
     r->up_min_version = 12;
+    r->tls_min_version = 12;
     r->host_header = HOST_HEADER_UPSTREAM;
 }
 
@@ -379,6 +402,7 @@ conf_new(void)
     c->refs = 1;
     c->log_level = LOG_INFO;
     c->max_connections = 1024;
+    c->shutdown_timeout = 10 * SEC;
     c->access_log = strdup("stderr");
     c->ca_file = strdup(DEFAULT_CA_FILE);
     limits_defaults(&c->lim);
@@ -458,6 +482,26 @@ apply(struct conf *c, struct route *r, const struct keydef *k, const char *v, ch
         }
         c->max_connections = u;
         return NULL;
+    case D_ADMIN_LISTEN:
+        if (conf_parse_addr(v, &c->admin_addr))
+            return "admin_listen must be ADDR:PORT or [IPv6]:PORT with a numeric address";
+        if (!conf_addr_is_loopback(&c->admin_addr))
+            return "admin_listen must be a loopback address (the endpoint has no authentication)";
+        return set_string(&c->admin_listen, v) ? "out of memory" : NULL;
+    case D_USER:
+        if (!*v || strlen(v) > 32)
+            return "user must be a user name";
+        return set_string(&c->user, v) ? "out of memory" : NULL;
+    case D_RUN_AS_ROOT:
+        if (parse_bool(v, &b))
+            return "run_as_root must be yes or no";
+        c->run_as_root = b;
+        return NULL;
+    case D_SHUTDOWN_TIMEOUT:
+        if (parse_duration(v, &u) || u > k->max)
+            return "shutdown_timeout must be a duration up to 3600s (e.g. 10, 10s, 500ms, 2m)";
+        c->shutdown_timeout = u;
+        return NULL;
     case D_LISTEN:
         if (conf_parse_addr(v, &r->listen_addr))
             return "listen must be ADDR:PORT or [IPv6]:PORT with a numeric address";
@@ -489,6 +533,37 @@ apply(struct conf *c, struct route *r, const struct keydef *k, const char *v, ch
             r->host_header = HOST_HEADER_PRESERVE;
         else
             return "host_header must be upstream or preserve";
+        return NULL;
+    case D_SERVER_NAME:
+        if (!valid_hostname(v) || strchr(v, ':'))
+            return "server_name must be a DNS name";
+        if (set_string(&r->server_name, v))
+            return "out of memory";
+        for (char *q = r->server_name; *q; q++)
+            *q = (char)tolower((unsigned char)*q);
+        return NULL;
+    case D_TLS_CERT:
+    case D_TLS_KEY:
+        if (!*v)
+            return "empty path";
+        return set_string(k->dest == D_TLS_CERT ? &r->tls_cert : &r->tls_key, v) ? "out of memory"
+                                                                                 : NULL;
+    case D_TLS_MIN_VERSION:
+        if (strcmp(v, "1.0") == 0)
+            r->tls_min_version = 10;
+        else if (strcmp(v, "1.1") == 0)
+            r->tls_min_version = 11;
+        else if (strcmp(v, "1.2") == 0)
+            r->tls_min_version = 12;
+        else if (strcmp(v, "1.3") == 0)
+            r->tls_min_version = 13;
+        else
+            return "tls_min_version must be 1.0, 1.1, 1.2 or 1.3";
+        return NULL;
+    case D_TLS_3DES:
+        if (parse_bool(v, &b))
+            return "tls_legacy_3des must be yes or no";
+        r->tls_legacy_3des = b;
         return NULL;
     case D_LIMIT: {
         struct limits *l = r ? &r->lim : &c->lim;
@@ -591,6 +666,8 @@ handler(void *user, const char *section, const char *name, const char *value)
     return 1;
 }
 
+static int make_groups(struct conf *c);
+
 /* Checks that span keys, and building what the snapshot owns. */
 static int
 finish(struct conf *c, const char *file, char *err, size_t errlen)
@@ -626,12 +703,78 @@ finish(struct conf *c, const char *file, char *err, size_t errlen)
                      file, r->line, r->name, r->listen);
             return -1;
         }
+        if (!r->tls_cert != !r->tls_key) {
+            snprintf(err, errlen, "%s:%d: route %s: tls_cert and tls_key go together", file,
+                     r->line, r->name);
+            return -1;
+        }
+        if (!r->tls_cert && (r->tls_min_version != 12 || r->tls_legacy_3des)) {
+            snprintf(err, errlen,
+                     "%s:%d: route %s: tls_min_version and tls_legacy_3des need tls_cert/tls_key",
+                     file, r->line, r->name);
+            return -1;
+        }
+        if (r->tls_min_version < 12 && !r->allow_remote &&
+            !conf_addr_is_loopback(&r->listen_addr)) {
+            snprintf(err, errlen,
+                     "%s:%d: route %s: TLS %s is only served on loopback; set allow_remote = yes "
+                     "to accept it on %s",
+                     file, r->line, r->name, r->tls_min_version == 10 ? "1.0" : "1.1", r->listen);
+            return -1;
+        }
+        if (r->tls_legacy_3des && r->tls_min_version > 11) {
+            snprintf(err, errlen,
+                     "%s:%d: route %s: tls_legacy_3des needs tls_min_version = 1.0 or 1.1", file,
+                     r->line, r->name);
+            return -1;
+        }
+        /* Routes may share a listen address: chosen by SNI (TLS) or Host
+         * (plain HTTP); the first one serves clients that name none. */
         for (size_t j = 0; j < i; j++) {
-            if (memcmp(&c->routes[j].listen_addr, &r->listen_addr, sizeof(r->listen_addr)) == 0) {
-                snprintf(err, errlen, "%s:%d: route %s: listen %s is already used by route %s",
-                         file, r->line, r->name, r->listen, c->routes[j].name);
+            struct route *o = &c->routes[j];
+            if (memcmp(&o->listen_addr, &r->listen_addr, sizeof(r->listen_addr)) != 0)
+                continue;
+            if (!r->server_name) {
+                snprintf(err, errlen,
+                         "%s:%d: route %s: listen %s is shared with route %s: set server_name "
+                         "(only the first route on an address may go without)",
+                         file, r->line, r->name, r->listen, o->name);
                 return -1;
             }
+            if (o->server_name && strcmp(o->server_name, r->server_name) == 0) {
+                snprintf(err, errlen, "%s:%d: route %s: server_name %s is already used by route %s",
+                         file, r->line, r->name, r->server_name, o->name);
+                return -1;
+            }
+            if (!o->tls_cert != !r->tls_cert) {
+                snprintf(err, errlen,
+                         "%s:%d: route %s: routes sharing listen %s must all have tls_cert, or "
+                         "none",
+                         file, r->line, r->name, r->listen);
+                return -1;
+            }
+        }
+        if (r->tls_cert) {
+            r->srv_tls =
+                tlsio_server_conf_new(r->tls_cert, r->tls_key, r->tls_min_version > 12 ? 13 : 12,
+                                      &r->cert_days_left, lerr, sizeof(lerr));
+            if (!r->srv_tls) {
+                snprintf(err, errlen, "%s:%d: route %s: %s", file, r->line, r->name, lerr);
+                return -1;
+            }
+            if (r->tls_min_version < 12) {
+                r->legacy_tls = legacytls_conf_new(r->tls_cert, r->tls_key, r->tls_legacy_3des,
+                                                   lerr, sizeof(lerr));
+                if (!r->legacy_tls) {
+                    snprintf(err, errlen, "%s:%d: route %s: %s", file, r->line, r->name, lerr);
+                    return -1;
+                }
+            }
+        }
+        r->stats = stats_route(r->name);
+        if (r->stats && r->tls_cert) {
+            r->stats->has_cert = 1;
+            r->stats->cert_days_left = r->cert_days_left;
         }
         const char *ca = r->up_ca_file ? r->up_ca_file : c->ca_file;
         r->up_tls = tlsio_client_conf_new(ca, r->up_min_version, lerr, sizeof(lerr));
@@ -639,6 +782,10 @@ finish(struct conf *c, const char *file, char *err, size_t errlen)
             snprintf(err, errlen, "%s:%d: route %s: %s", file, r->line, r->name, lerr);
             return -1;
         }
+    }
+    if (make_groups(c)) {
+        snprintf(err, errlen, "%s:0: out of memory", file);
+        return -1;
     }
     return 0;
 }
@@ -739,11 +886,61 @@ conf_unref(struct conf *c)
         free(r->up_hostport);
         free(r->up_ca_file);
         free(r->up_sni);
+        free(r->server_name);
+        free(r->tls_cert);
+        free(r->tls_key);
+        upstream_pool_free(r->pool);
         tlsio_client_conf_free(r->up_tls);
+        tlsio_server_conf_free(r->srv_tls);
+        legacytls_conf_free(r->legacy_tls);
+        if (r->owns_group)
+            free(r->group);
     }
     free(c->routes);
     free(c->file);
+    free(c->admin_listen);
+    free(c->user);
     free(c->access_log);
     free(c->ca_file);
     free(c);
+}
+
+struct route *
+conf_route_by_name(struct route *const *group, size_t n, const char *name, size_t len)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *sn = group[i]->server_name;
+        if (sn && strlen(sn) == len && strncasecmp(sn, name, len) == 0)
+            return group[i];
+    }
+    return NULL;
+}
+
+/* Give every route its group (see conf.h). */
+static int
+make_groups(struct conf *c)
+{
+    for (size_t i = 0; i < c->nroutes; i++) {
+        struct route *r = &c->routes[i];
+        if (r->group)
+            continue;
+        size_t n = 0;
+        for (size_t j = i; j < c->nroutes; j++)
+            n += memcmp(&c->routes[j].listen_addr, &r->listen_addr, sizeof(r->listen_addr)) == 0;
+        struct route **g = calloc(n, sizeof(*g));
+        if (!g)
+            return -1;
+        n = 0;
+        for (size_t j = i; j < c->nroutes; j++) {
+            struct route *o = &c->routes[j];
+            if (memcmp(&o->listen_addr, &r->listen_addr, sizeof(r->listen_addr)) == 0) {
+                g[n++] = o;
+                o->group = g;
+            }
+        }
+        for (size_t j = 0; j < n; j++)
+            g[j]->ngroup = n;
+        r->owns_group = true;
+    }
+    return 0;
 }

@@ -6,8 +6,11 @@
 
 #include "conf.h"
 #include "half.h"
+#include "hello.h"
 #include "http.h"
+#include "legacytls.h"
 #include "log.h"
+#include "stats.h"
 #include "upstream.h"
 
 #include <assert.h>
@@ -53,6 +56,8 @@ struct downstream {
     bool retried;
     bool closing;
     bool served_one;                /* a request was answered on this connection */
+    bool peek;                      /* TLS listener: look at the first bytes before anything */
+    bool sni_routed;                /* the route was chosen by SNI: Host does not change it */
     struct downstream *next, *prev; /* all live connections */
     struct bufq pending;            /* request bytes waiting for the upstream handshake */
     struct sbuf replay;
@@ -72,6 +77,43 @@ struct downstream_stats downstream_stats;
 static uint64_t next_id;
 static struct downstream *all;
 static bool shutting_down;
+static struct conf *current; /* not a reference: main holds one */
+
+void
+downstream_set_conf(struct conf *conf)
+{
+    current = conf;
+}
+
+/* A reload happened since this connection's snapshot: take the new
+ * snapshot's route for the same listen address (and the same server_name
+ * when SNI chose it). */
+static void
+migrate(struct downstream *ds)
+{
+    struct route *nr = NULL;
+
+    if (!current || ds->conf == current)
+        return;
+    for (size_t i = 0; i < current->nroutes && !nr; i++) {
+        struct route *r = &current->routes[i];
+        if (memcmp(&r->listen_addr, &ds->route->listen_addr, sizeof(r->listen_addr)) == 0)
+            nr = r->group[0];
+    }
+    if (!nr)
+        return; /* the address is gone: finish on the old snapshot */
+    if (ds->sni_routed && ds->route->server_name) {
+        struct route *s = conf_route_by_name(nr->group, nr->ngroup, ds->route->server_name,
+                                             strlen(ds->route->server_name));
+        if (!s)
+            return;
+        nr = s;
+    }
+    conf_ref(current);
+    conf_unref(ds->conf);
+    ds->conf = current;
+    ds->route = nr;
+}
 
 static void client_process(struct downstream *ds);
 static void up_process(struct downstream *ds);
@@ -125,6 +167,17 @@ access_line(struct downstream *ds)
     double total = ds->t0 ? (double)(end - ds->t0) / 1e6 : 0;
     double upt = ds->t_up && ds->t_up_head ? (double)(ds->t_up_head - ds->t_up) / 1e6 : 0;
 
+    struct route_stats *rs = ds->route->stats;
+    if (rs) {
+        rs->requests[ds->status >= 100 && ds->status < 600 ? ds->status / 100 : 0]++;
+        rs->bytes_in += ds->in;
+        rs->bytes_out += ds->out;
+        if (upt > 0)
+            stats_observe(&rs->upstream, upt / 1000);
+        stats_observe(&rs->total, total / 1000);
+    }
+    if (ds->reason)
+        stats_error(ds->reason);
     log_access("route=%s client=%s method=%s path=%s status=%d in=%llu out=%llu upstream_ms=%.1f "
                "total_ms=%.1f tls=%s reused=%d reason=%s",
                ds->route->name, ds->client, ds->method[0] ? ds->method : "-",
@@ -616,10 +669,19 @@ static int
 on_req_head(void *user, struct http_head *h)
 {
     struct downstream *ds = user;
-    const struct route *r = ds->route;
+    struct route *r = ds->route;
     const char *host;
     bool has_body;
 
+    migrate(ds);
+    if (ds->route->ngroup > 1 && !ds->sni_routed) {
+        const char *hn;
+        size_t hl;
+        struct route *byhost = http_host(h, &hn, &hl) == 0
+                                   ? conf_route_by_name(ds->route->group, ds->route->ngroup, hn, hl)
+                                   : NULL;
+        ds->route = r = byhost ? byhost : ds->route->group[0];
+    }
     snprintf(ds->method, sizeof(ds->method), "%s", http_method_name(h));
     http_log_path(h, ds->path, sizeof(ds->path));
     ds->http10 = h->major == 1 && h->minor == 0;
@@ -710,6 +772,150 @@ on_req_done(void *user)
 
 static const struct http_cb req_cb = {on_req_head, on_req_body, on_req_done};
 
+/* --- TLS from clients: the engines and the dispatch --- */
+
+static int
+lt_handshake(void *t)
+{
+    return legacytls_handshake(t);
+}
+
+static int
+lt_read(void *t, uint8_t *buf, size_t len)
+{
+    return legacytls_read(t, buf, len);
+}
+
+static int
+lt_write(void *t, const uint8_t *buf, size_t len)
+{
+    return legacytls_write(t, buf, len);
+}
+
+static void
+lt_close_notify(void *t)
+{
+    legacytls_close_notify(t);
+}
+
+static void
+lt_free(void *t)
+{
+    legacytls_free(t);
+}
+
+static const char *
+lt_version(const void *t)
+{
+    return legacytls_version(t);
+}
+
+static const char *
+lt_strerror(const void *t)
+{
+    return legacytls_strerror(t);
+}
+
+static const struct tls_engine legacytls_engine = {
+    lt_handshake, lt_read, lt_write, lt_close_notify, lt_free, lt_version, lt_strerror,
+};
+
+/* A fatal alert in a TLS 1.0 record, for clients we refuse before any
+ * engine runs: 70 protocol_version, 40 handshake_failure. */
+static void
+send_alert(struct downstream *ds, uint8_t desc)
+{
+    const uint8_t rec[7] = {21, 3, 1, 0, 2, 2, desc};
+
+    bufq_push(&ds->h.tx, rec, sizeof(rec));
+    ds->closing = true;
+    half_close_gracefully(&ds->h, LINGER_MS);
+}
+
+static const char *
+version_name(int v)
+{
+    switch (v) {
+    case 10:
+        return "1.0";
+    case 11:
+        return "1.1";
+    case 12:
+        return "1.2";
+    case 13:
+        return "1.3";
+    default:
+        return "SSL 3.0 or older";
+    }
+}
+
+/* Look at the first bytes on a TLS listener. Returns 1 to go on with plain
+ * HTTP, 0 when waiting for more bytes or when TLS (or a refusal) has taken
+ * over the connection. */
+static int
+dispatch(struct downstream *ds)
+{
+    const uint8_t *p;
+    size_t n;
+    struct hello hl;
+    struct route *r;
+    void *t;
+
+    if (half_data(&ds->h, &p, &n) != 0 || n == 0)
+        return 0;
+    switch (hello_parse(p, n, &hl)) {
+    case HELLO_PLAIN:
+        ds->peek = false;
+        stats_tls_version(0, 0);
+        return 1;
+    case HELLO_NEED_MORE:
+        return 0;
+    case HELLO_TLS:
+        break;
+    case HELLO_SSLV2:
+        log_info(ds->id, "client %s sent an SSLv2 ClientHello: refused", ds->client);
+        ds->peek = false;
+        ds->closing = true;
+        half_close(&ds->h);
+        return 0;
+    default:
+        log_info(ds->id, "client %s sent a malformed or oversized ClientHello: closing",
+                 ds->client);
+        ds->peek = false;
+        send_alert(ds, 40);
+        return 0;
+    }
+    ds->peek = false;
+    r = hl.sni[0] ? conf_route_by_name(ds->route->group, ds->route->ngroup, hl.sni, strlen(hl.sni))
+                  : NULL;
+    ds->sni_routed = r != NULL;
+    if (!r)
+        r = ds->route->group[0];
+    ds->route = r;
+    if (hl.max_version < r->tls_min_version) {
+        log_info(
+            ds->id, "route %s: client %s offers TLS %s at most, below tls_min_version %s: refused",
+            r->name, ds->client, version_name(hl.max_version), version_name(r->tls_min_version));
+        send_alert(ds, 70);
+        return 0;
+    }
+    if (hl.max_version >= 12) {
+        t = tlsio_server_new(r->srv_tls, &ds->h.rx, &ds->h.tx);
+        if (t)
+            half_start_tls(&ds->h, &tlsio_engine, t);
+    } else {
+        int lo = r->tls_min_version > 10 ? r->tls_min_version : 10;
+        t = legacytls_new(r->legacy_tls, lo, 11, &ds->h.rx, &ds->h.tx);
+        if (t)
+            half_start_tls(&ds->h, &legacytls_engine, t);
+    }
+    if (!t) {
+        log_error(ds->id, "out of memory starting TLS");
+        ds_close(ds, "out of memory");
+    }
+    return 0;
+}
+
 static void
 client_process(struct downstream *ds)
 {
@@ -718,6 +924,14 @@ client_process(struct downstream *ds)
     bool progress = false;
     int rc;
 
+    if (ds->peek && dispatch(ds) == 0) {
+        if (!ds->closing && !ds->h.tls) {
+            client_timer(ds, false);
+            if (half_start_read(&ds->h) != 0)
+                ds_close(ds, "cannot read from the client");
+        }
+        return; /* waiting, refused, or the TLS engine took over */
+    }
     while (!ds->closing && ds->rq != RQ_DONE) {
         if (ds->up && up_queue_len(ds) > BUFQ_HIGH) {
             ds->client_paused = true;
@@ -779,7 +993,12 @@ on_c_readable(struct half *h)
 static void
 on_c_ready(struct half *h)
 {
-    (void)h;
+    struct downstream *ds = ds_of(h);
+
+    const char *v = h->eng->version(h->tls);
+    log_debug(ds->id, "route %s: client %s speaks TLS %s", ds->route->name, ds->client, v);
+    stats_tls_version(0, 10 + (v[0] == '1' && v[1] == '.' ? v[2] - '0' : -10));
+    client_process(ds);
 }
 
 static void
@@ -960,6 +1179,9 @@ downstream_start(struct downstream *ds, int over_limit)
         ds_fail(ds, 503, "out of memory");
         return;
     }
+    ds->peek = ds->route->tls_cert != NULL;
+    if (!ds->peek)
+        stats_tls_version(0, 0);
     client_timer(ds, false);
     if (half_start_read(&ds->h) != 0)
         ds_close(ds, "cannot read from the client");

@@ -56,7 +56,7 @@ on_alloc(uv_handle_t *handle, size_t hint, uv_buf_t *buf)
 static void
 drive_handshake(struct half *h)
 {
-    int rc = tlsio_handshake(h->tls);
+    int rc = h->eng->handshake(h->tls);
 
     half_flush(h);
     if (rc == TLSIO_WANT)
@@ -126,8 +126,9 @@ half_stop_read(struct half *h)
 }
 
 int
-half_start_tls(struct half *h, struct tlsio *t)
+half_start_tls(struct half *h, const struct tls_engine *eng, void *t)
 {
+    h->eng = eng;
     h->tls = t;
     h->handshaking = true;
     drive_handshake(h);
@@ -149,7 +150,7 @@ half_data(struct half *h, const uint8_t **p, size_t *n)
                     return UV_ENOMEM;
                 px->cap = BUFPOOL_SIZE;
             }
-            int rc = tlsio_read(h->tls, px->data, px->cap);
+            int rc = h->eng->read(h->tls, px->data, px->cap);
             half_flush(h); /* a read may have queued an alert or a ticket reply */
             if (rc > 0) {
                 px->len = (size_t)rc;
@@ -201,7 +202,7 @@ half_send(struct half *h, const void *p, size_t n)
     if (h->closing)
         return UV_ECANCELED;
     if (h->tls) {
-        int rc = tlsio_write(h->tls, p, n);
+        int rc = h->eng->write(h->tls, p, n);
         if (rc != TLSIO_OK) {
             h->tls_err = rc;
             return rc == TLSIO_ERR_NOMEM ? UV_ENOMEM : UV_EPROTO;
@@ -358,7 +359,8 @@ on_handle_closed(uv_handle_t *handle)
     if (--h->open_handles > 0)
         return;
     bufq_clear(&h->tx);
-    tlsio_free(h->tls);
+    if (h->tls)
+        h->eng->free(h->tls);
     h->tls = NULL;
     if (h->rx.data)
         bufpool_put(h->rx.data);
@@ -383,7 +385,7 @@ half_close(struct half *h)
 const char *
 half_tls_error(const struct half *h)
 {
-    return h->tls ? tlsio_strerror(h->tls) : "connection failed";
+    return h->tls ? h->eng->strerror(h->tls) : "connection failed";
 }
 
 static void

@@ -662,3 +662,28 @@ http_describe(const struct http_parser *hp, char *method, size_t mlen, char *pat
         snprintf(path, plen, "-");
     }
 }
+
+int
+http_host(const struct http_head *h, const char **host, size_t *len)
+{
+    for (size_t i = 0; i < h->nfields; i++) {
+        const struct http_field *f = &h->fields[i];
+        if (!field_is(h, f, "host"))
+            continue;
+        const char *v = h->buf + f->val_off;
+        size_t n = f->val_len;
+        if (n > 0 && v[0] == '[') {
+            const char *rb = memchr(v, ']', n);
+            if (!rb)
+                return -1;
+            *host = v + 1;
+            *len = (size_t)(rb - v - 1);
+            return 0;
+        }
+        const char *colon = memchr(v, ':', n);
+        *host = v;
+        *len = colon ? (size_t)(colon - v) : n;
+        return 0;
+    }
+    return -1;
+}

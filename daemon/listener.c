@@ -15,6 +15,7 @@ struct listener {
     uv_loop_t *loop;
     struct conf *conf;
     struct route *route;
+    struct sockaddr_storage addr;
     int open_handles;
 };
 
@@ -66,6 +67,7 @@ listener_new(uv_loop_t *loop, struct conf *conf, struct route *route, char *err,
     uv_tcp_init(loop, &l->tcp);
     l->tcp.data = l;
     l->open_handles = 1;
+    l->addr = route->listen_addr;
     rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&route->listen_addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
@@ -80,6 +82,51 @@ listener_new(uv_loop_t *loop, struct conf *conf, struct route *route, char *err,
         return NULL;
     }
     return l;
+}
+
+struct listener *
+listener_new_fd(uv_loop_t *loop, struct conf *conf, struct route *route, int fd, char *err,
+                size_t errlen)
+{
+    struct listener *l = calloc(1, sizeof(*l));
+    int rc;
+
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    l->loop = loop;
+    l->conf = conf_ref(conf);
+    l->route = route;
+    l->addr = route->listen_addr;
+    uv_tcp_init(loop, &l->tcp);
+    l->tcp.data = l;
+    l->open_handles = 1;
+    rc = uv_tcp_open(&l->tcp, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "route %s: cannot use the socket passed by systemd (fd %d): %s",
+                 route->name, fd, uv_strerror(rc));
+        listener_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void
+listener_update(struct listener *l, struct conf *conf, struct route *route)
+{
+    conf_ref(conf);
+    conf_unref(l->conf);
+    l->conf = conf;
+    l->route = route;
+}
+
+const struct sockaddr_storage *
+listener_addr(const struct listener *l)
+{
+    return &l->addr;
 }
 
 static void

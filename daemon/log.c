@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +15,19 @@ static enum log_level cur_level = LOG_INFO;
 static int access_fd = STDERR_FILENO; /* -1: off */
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const int syslog_prio[] = {3, 4, 6, 7}; /* err, warning, info, debug */
+static int journal;
+
+void
+log_init(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+              (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 int
 log_level_parse(const char *s)
@@ -56,16 +71,23 @@ log_access_open(const char *path)
 }
 
 static size_t
-stamp(char *buf, size_t len)
+stamp(char *buf, size_t len, int prio)
 {
     struct timeval tv;
     struct tm tm;
+    size_t p = 0;
 
+    if (journal) {
+        int m = snprintf(buf, len, "<%d>", prio);
+        p = m > 0 ? (size_t)m : 0;
+        buf += p;
+        len -= p;
+    }
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
     int m = snprintf(buf + n, len - n, ".%03ldZ ", (long)(tv.tv_usec / 1000));
-    return n + (size_t)(m > 0 ? m : 0);
+    return p + n + (size_t)(m > 0 ? m : 0);
 }
 
 /* One write(2) per line, so lines from concurrent writers never interleave. */
@@ -96,7 +118,7 @@ log_msg(enum log_level level, uint64_t cid, const char *fmt, ...)
 
     if (level > cur_level)
         return;
-    n = stamp(buf, sizeof(buf));
+    n = stamp(buf, sizeof(buf), syslog_prio[level]);
     if (cid)
         m = snprintf(buf + n, sizeof(buf) - n, "%s [c%llu] ", level_names[level],
                      (unsigned long long)cid);
@@ -122,7 +144,7 @@ log_access(const char *fmt, ...)
 
     if (access_fd < 0)
         return;
-    n = stamp(buf, sizeof(buf));
+    n = stamp(buf, sizeof(buf), 6);
     m = snprintf(buf + n, sizeof(buf) - n, "access ");
     if (m > 0)
         n += (size_t)m;

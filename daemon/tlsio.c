@@ -8,7 +8,9 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/ssl_cache.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 #include <psa/crypto.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct tlsio_client_conf {
     mbedtls_ssl_config conf;
@@ -32,6 +35,13 @@ struct tlsio_client_conf {
      * so that it can skip the full handshake. */
     mbedtls_ssl_session saved;
     int have_saved;
+};
+
+struct tlsio_server_conf {
+    mbedtls_ssl_config conf;
+    mbedtls_x509_crt chain;
+    mbedtls_pk_context key;
+    mbedtls_ssl_cache_context cache; /* TLS 1.2 session-id resumption */
 };
 
 struct tlsio {
@@ -269,6 +279,8 @@ save_session(struct tlsio *t)
 {
     mbedtls_ssl_session s;
 
+    if (!t->cc)
+        return; /* server side: nothing to resume from here */
     mbedtls_ssl_session_init(&s);
     if (mbedtls_ssl_get_session(&t->ssl, &s) == 0) {
         mbedtls_ssl_session_free(&t->cc->saved);
@@ -346,11 +358,12 @@ tlsio_handshake(struct tlsio *t)
         t->handshake_done = 1;
         /* TLS 1.2 sessions are complete now; TLS 1.3 ones arrive as tickets
          * after the handshake, through tlsio_read. */
-        if (mbedtls_ssl_get_version_number(&t->ssl) == MBEDTLS_SSL_VERSION_TLS1_2)
+        if (t->cc && mbedtls_ssl_get_version_number(&t->ssl) == MBEDTLS_SSL_VERSION_TLS1_2)
             save_session(t);
         return TLSIO_OK;
     }
-    if (rc == MBEDTLS_ERR_SSL_ILLEGAL_PARAMETER && !t->on_conf12 && t->cc->min_version == 12 &&
+    if (rc == MBEDTLS_ERR_SSL_ILLEGAL_PARAMETER && t->cc && !t->on_conf12 &&
+        t->cc->min_version == 12 &&
         mbedtls_ssl_get_version_number(&t->ssl) == MBEDTLS_SSL_VERSION_TLS1_2) {
         t->cc->use_conf12 = 1;
         snprintf(t->err, sizeof(t->err),
@@ -447,3 +460,158 @@ tlsio_lib_version(void)
     mbedtls_version_get_string(v);
     return v;
 }
+
+static long
+days_until(const mbedtls_x509_time *t)
+{
+    struct tm tm;
+
+    memset(&tm, 0, sizeof(tm));
+    tm.tm_year = t->year - 1900;
+    tm.tm_mon = t->mon - 1;
+    tm.tm_mday = t->day;
+    tm.tm_hour = t->hour;
+    tm.tm_min = t->min;
+    tm.tm_sec = t->sec;
+    return (long)((timegm(&tm) - time(NULL)) / 86400);
+}
+
+struct tlsio_server_conf *
+tlsio_server_conf_new(const char *cert_file, const char *key_file, int min_version, long *days_left,
+                      char *err, size_t errlen)
+{
+    struct tlsio_server_conf *sc;
+    char e[160];
+    int rc;
+
+    if (tlsio_global_init()) {
+        snprintf(err, errlen, "cannot initialise the crypto library");
+        return NULL;
+    }
+    sc = calloc(1, sizeof(*sc));
+    if (!sc) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    mbedtls_ssl_config_init(&sc->conf);
+    mbedtls_x509_crt_init(&sc->chain);
+    mbedtls_pk_init(&sc->key);
+    mbedtls_ssl_cache_init(&sc->cache);
+
+    rc = mbedtls_x509_crt_parse_file(&sc->chain, cert_file);
+    if (rc != 0 || sc->chain.version == 0) {
+        strerr(rc, e, sizeof(e));
+        snprintf(err, errlen, "cannot load tls_cert %s: %s (a PEM chain, leaf first)", cert_file,
+                 rc ? e : "no certificate");
+        goto err;
+    }
+    rc = mbedtls_pk_parse_keyfile(&sc->key, key_file, NULL, mbedtls_ctr_drbg_random, &drbg);
+    if (rc != 0) {
+        strerr(rc, e, sizeof(e));
+        snprintf(err, errlen, "cannot load tls_key %s: %s (an unencrypted PEM key)", key_file, e);
+        goto err;
+    }
+    if (mbedtls_pk_check_pair(&sc->chain.pk, &sc->key, mbedtls_ctr_drbg_random, &drbg) != 0) {
+        snprintf(err, errlen, "tls_key %s does not match the first certificate of tls_cert %s",
+                 key_file, cert_file);
+        goto err;
+    }
+    *days_left = days_until(&sc->chain.valid_to);
+    rc = mbedtls_ssl_config_defaults(&sc->conf, MBEDTLS_SSL_IS_SERVER, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                     MBEDTLS_SSL_PRESET_DEFAULT);
+    if (rc == 0)
+        rc = mbedtls_ssl_conf_own_cert(&sc->conf, &sc->chain, &sc->key);
+    if (rc) {
+        strerr(rc, e, sizeof(e));
+        snprintf(err, errlen, "TLS server configuration: %s", e);
+        goto err;
+    }
+    mbedtls_ssl_conf_rng(&sc->conf, mbedtls_ctr_drbg_random, &drbg);
+    mbedtls_ssl_conf_min_tls_version(&sc->conf, min_version == 13 ? MBEDTLS_SSL_VERSION_TLS1_3
+                                                                  : MBEDTLS_SSL_VERSION_TLS1_2);
+    mbedtls_ssl_conf_max_tls_version(&sc->conf, MBEDTLS_SSL_VERSION_TLS1_3);
+    mbedtls_ssl_conf_renegotiation(&sc->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_session_cache(&sc->conf, &sc->cache, mbedtls_ssl_cache_get,
+                                   mbedtls_ssl_cache_set);
+    return sc;
+err:
+    tlsio_server_conf_free(sc);
+    return NULL;
+}
+
+void
+tlsio_server_conf_free(struct tlsio_server_conf *sc)
+{
+    if (!sc)
+        return;
+    mbedtls_ssl_config_free(&sc->conf);
+    mbedtls_ssl_cache_free(&sc->cache);
+    mbedtls_x509_crt_free(&sc->chain);
+    mbedtls_pk_free(&sc->key);
+    free(sc);
+}
+
+struct tlsio *
+tlsio_server_new(struct tlsio_server_conf *sc, struct iobuf *in, struct bufq *out)
+{
+    struct tlsio *t = calloc(1, sizeof(*t));
+
+    if (!t)
+        return NULL;
+    t->in = in;
+    t->out = out;
+    mbedtls_ssl_init(&t->ssl);
+    if (mbedtls_ssl_setup(&t->ssl, &sc->conf) != 0) {
+        mbedtls_ssl_free(&t->ssl);
+        free(t);
+        return NULL;
+    }
+    mbedtls_ssl_set_bio(&t->ssl, t, on_send, on_recv, NULL);
+    return t;
+}
+
+static int
+e_handshake(void *t)
+{
+    return tlsio_handshake(t);
+}
+
+static int
+e_read(void *t, uint8_t *buf, size_t len)
+{
+    return tlsio_read(t, buf, len);
+}
+
+static int
+e_write(void *t, const uint8_t *buf, size_t len)
+{
+    return tlsio_write(t, buf, len);
+}
+
+static void
+e_close_notify(void *t)
+{
+    tlsio_close_notify(t);
+}
+
+static void
+e_free(void *t)
+{
+    tlsio_free(t);
+}
+
+static const char *
+e_version(const void *t)
+{
+    return tlsio_version(t);
+}
+
+static const char *
+e_strerror(const void *t)
+{
+    return tlsio_strerror(t);
+}
+
+const struct tls_engine tlsio_engine = {
+    e_handshake, e_read, e_write, e_close_notify, e_free, e_version, e_strerror,
+};

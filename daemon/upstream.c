@@ -5,6 +5,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "stats.h"
 
 #include <netdb.h>
 #include <stdio.h>
@@ -53,15 +54,8 @@ pool_unlink(struct upconn *u)
     p->nidle--;
 }
 
-static void
-pool_maybe_free(struct upstream_pool *p)
-{
-    if (p->dying && p->lent == 0 && p->nidle == 0)
-        free(p);
-}
-
 void
-upstream_pool_free(struct upstream_pool *p)
+upstream_pool_retire(struct upstream_pool *p)
 {
     if (!p)
         return;
@@ -69,10 +63,19 @@ upstream_pool_free(struct upstream_pool *p)
     while (p->idle) {
         struct upconn *u = p->idle;
         pool_unlink(u);
-        p->lent++; /* up_close gives it back */
+        p->lent++; /* up_free gives it back */
         up_close(u);
     }
-    pool_maybe_free(p);
+}
+
+void
+upstream_pool_free(struct upstream_pool *p)
+{
+    if (!p)
+        return;
+    /* Idle connections hold a reference to the snapshot, so a snapshot that
+     * is being freed has none left: retire closed them. */
+    free(p);
 }
 
 /* --- the half's callbacks, dispatched by state --- */
@@ -121,6 +124,7 @@ on_h_ready(struct half *h)
     struct route *r = u->pool->route;
 
     upstream_stats.handshakes++;
+    stats_tls_version(1, strcmp(tlsio_version(h->tls), "1.3") == 0 ? 13 : 12);
     if (tlsio_resumed(h->tls))
         upstream_stats.handshakes_resumed_offered++;
     half_timer(h, 0);
@@ -245,11 +249,12 @@ up_free(struct upconn *u)
 
     if (u->ai)
         uv_freeaddrinfo(u->ai);
-    conf_unref(u->conf);
     upstream_stats.active--;
-    free(u);
     p->lent--;
-    pool_maybe_free(p);
+    /* The connection's reference may have been the snapshot's last one, and
+     * the snapshot frees the pool: touch P before. */
+    conf_unref(u->conf);
+    free(u);
 }
 
 static void
@@ -319,7 +324,7 @@ on_connect(uv_connect_t *req, int status)
         up_fail(u, 502, "cannot read from the upstream");
         return;
     }
-    half_start_tls(&u->h, t);
+    half_start_tls(&u->h, &tlsio_engine, t);
 }
 
 static void
@@ -411,7 +416,7 @@ up_close(struct upconn *u)
     if (u->gai_pending)
         uv_cancel((uv_req_t *)&u->gai);
     if (u->h.tls && !u->h.closing)
-        tlsio_close_notify(u->h.tls);
+        u->h.eng->close_notify(u->h.tls);
     half_close(&u->h);
 }
 

@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 
 struct tlsio_client_conf;
+struct tlsio_server_conf;
+struct legacytls_conf;
 struct upstream_pool;
 
 /* Limits and timeouts: settable per route, defaulted from [tlslift]. */
@@ -50,12 +52,28 @@ struct route {
     char *up_ca_file;   /* NULL: the global ca_file */
     char *up_sni;       /* NULL: up_host */
     enum host_header host_header;
+    /* TLS from clients (legacy apps that keep their https:// URL). */
+    char *server_name; /* chosen by SNI, else by Host; NULL: the listener's default */
+    char *tls_cert;
+    char *tls_key;
+    int tls_min_version; /* 10, 11, 12, 13 */
+    bool tls_legacy_3des;
     struct limits lim;
     uint32_t lim_set; /* bit i: limit i was set in this route */
     int line;         /* where the section starts */
 
     /* Built by conf_load from the above; owned by the snapshot. */
     struct tlsio_client_conf *up_tls;
+    struct tlsio_server_conf *srv_tls; /* TLS 1.2/1.3 from clients, when tls_cert */
+    struct legacytls_conf *legacy_tls; /* TLS 1.0/1.1 from clients, when tls_min_version < 1.2 */
+    long cert_days_left;               /* of tls_cert's leaf */
+    struct route_stats *stats;         /* survives reloads: keyed by name */
+    /* The routes sharing this listen address, this one included, in file
+     * order; group[0] serves clients that name no route. Shared by the
+     * group, owned by its first route. */
+    struct route **group;
+    size_t ngroup;
+    bool owns_group;
     /* Run-time pool of upstream connections, attached by the daemon after
      * load. The only mutable part of a snapshot; see upstream.h. */
     struct upstream_pool *pool;
@@ -68,7 +86,12 @@ struct conf {
     char *access_log;
     char *ca_file;
     uint64_t max_connections;
-    struct limits lim; /* defaults for routes */
+    char *admin_listen; /* NULL: no admin endpoint */
+    struct sockaddr_storage admin_addr;
+    char *user; /* drop to this user after binding */
+    bool run_as_root;
+    uint64_t shutdown_timeout; /* ms */
+    struct limits lim;         /* defaults for routes */
     struct route *routes;
     size_t nroutes;
 };
@@ -76,6 +99,11 @@ struct conf {
 /* Load and validate FILE. On failure returns NULL and writes "FILE:LINE:
  * reason" into ERR. */
 struct conf *conf_load(const char *file, char *err, size_t errlen);
+
+/* The route of GROUP[0]'s group named NAME (SNI or Host, without port,
+ * any case), or NULL. */
+struct route *conf_route_by_name(struct route *const *group, size_t n, const char *name,
+                                 size_t len);
 
 /* Quick mode: one route "quick" from -l ADDR:PORT -u URL [--ca-file PATH]. */
 struct conf *conf_quick(const char *listen, const char *upstream, const char *ca_file,

@@ -33,6 +33,10 @@ uv_stream_t *downstream_stream(struct downstream *ds);
 void downstream_start(struct downstream *ds, int over_limit);
 /* Free a downstream whose accept failed. */
 void downstream_abort(struct downstream *ds);
+/* The running snapshot. A keep-alive connection that began on an older one
+ * moves to it at its next request (same listen address; else it stays). */
+void downstream_set_conf(struct conf *conf);
+
 /* Shutting down: close idle keep-alive connections now, and every other one
  * once its exchange ends. */
 void downstream_shutdown(void);

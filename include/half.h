@@ -47,7 +47,8 @@ struct half {
     struct iobuf rx; /* from the socket: ciphertext with TLS, else plaintext */
     struct iobuf px; /* TLS only: decrypted and not yet consumed */
     struct bufq tx;  /* to the socket */
-    struct tlsio *tls;
+    void *tls;       /* the TLS session, driven through eng; NULL for plain */
+    const struct tls_engine *eng;
     uv_write_t wreq;
     uv_shutdown_t sreq;
     size_t wlen; /* bytes pinned by the write in flight */
@@ -59,8 +60,9 @@ struct half {
 };
 
 void half_init(uv_loop_t *loop, struct half *h, const struct half_ops *ops, void *owner);
-/* Start TLS as a client over the connected socket (takes T). */
-int half_start_tls(struct half *h, struct tlsio *t);
+/* Start TLS over the socket with session T of engine ENG (takes T). Bytes
+ * already in the read buffer (a peeked ClientHello) go to the engine first. */
+int half_start_tls(struct half *h, const struct tls_engine *eng, void *t);
 int half_start_read(struct half *h);
 void half_stop_read(struct half *h);
 /* The plaintext received and not consumed yet: 0 with *p, *n (n may be 0),

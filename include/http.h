@@ -114,6 +114,9 @@ const char *http_status_text(int status);
 void http_describe(const struct http_parser *hp, char *method, size_t mlen, char *path,
                    size_t plen);
 
+/* The Host header's host part (no port, no brackets): 0, or -1 if none. */
+int http_host(const struct http_head *h, const char **host, size_t *len);
+
 /* Method name of a request head, for logs. */
 const char *http_method_name(const struct http_head *h);
 /* The path of a request target, without the query string, for logs. */

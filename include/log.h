@@ -14,6 +14,10 @@
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
+/* Look at the environment once: when stderr is the journal
+ * ($JOURNAL_STREAM names it), lines get <N> syslog priority prefixes. */
+void log_init(void);
+
 /* Parse "error|warn|info|debug"; returns -1 for anything else. */
 int log_level_parse(const char *s);
 void log_set_level(enum log_level level);

@@ -54,6 +54,29 @@ struct tlsio_client_conf *tlsio_client_conf_new(const char *ca_file, int min_ver
                                                 size_t errlen);
 void tlsio_client_conf_free(struct tlsio_client_conf *cc);
 
+/* Server side, for clients that speak TLS 1.2 or 1.3 to tlslift: the PEM
+ * chain CERT_FILE (leaf first) and key KEY_FILE, lowest version 12 or 13.
+ * *DAYS_LEFT gets the days until the leaf expires. NULL on failure with a
+ * reason in ERR. */
+struct tlsio_server_conf *tlsio_server_conf_new(const char *cert_file, const char *key_file,
+                                                int min_version, long *days_left, char *err,
+                                                size_t errlen);
+void tlsio_server_conf_free(struct tlsio_server_conf *sc);
+struct tlsio *tlsio_server_new(struct tlsio_server_conf *sc, struct iobuf *in, struct bufq *out);
+
+/* The same four calls for any engine (mbedTLS client or server, BearSSL
+ * server), so a connection half drives them alike. */
+struct tls_engine {
+    int (*handshake)(void *t);
+    int (*read)(void *t, uint8_t *buf, size_t len);
+    int (*write)(void *t, const uint8_t *buf, size_t len);
+    void (*close_notify)(void *t);
+    void (*free)(void *t);
+    const char *(*version)(const void *t);
+    const char *(*strerror)(const void *t);
+};
+extern const struct tls_engine tlsio_engine;
+
 /* A client connection verifying HOSTNAME (also sent as SNI). IN and OUT
  * belong to the caller and must outlive the tlsio. */
 struct tlsio *tlsio_client_new(struct tlsio_client_conf *cc, const char *hostname, struct iobuf *in,

@@ -72,8 +72,11 @@ extern struct upstream_stats upstream_stats;
 
 /* A pool for ROUTE of snapshot CONF (which must outlive it). */
 struct upstream_pool *upstream_pool_new(uv_loop_t *loop, struct conf *conf, struct route *route);
-/* Close the idle connections and free the pool once the last one lent out
- * comes back. */
+/* The snapshot is being replaced (reload, shutdown): close the idle
+ * connections now and every lent one when it comes back. */
+void upstream_pool_retire(struct upstream_pool *p);
+/* Free the pool; its snapshot is going away, so nothing is lent (each
+ * connection holds a reference to the snapshot). */
 void upstream_pool_free(struct upstream_pool *p);
 
 /* Lend a connection (a new one when FRESH); NULL when out of memory. */

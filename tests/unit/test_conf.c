@@ -121,7 +121,25 @@ test_errors(void **state)
                  "not a loopback address");
     expect_error("[route a]\nlisten = 127.0.0.1:80\nupstream = https://x.example\n"
                  "[route b]\nlisten = 127.0.0.1:80\nupstream = https://y.example\n",
-                 4, "already used by route a");
+                 4, "is shared with route a: set server_name");
+    expect_error("[route a]\nlisten = 127.0.0.1:80\nupstream = https://x.example\n"
+                 "server_name = x.example\n[route b]\nlisten = 127.0.0.1:80\n"
+                 "upstream = https://y.example\nserver_name = X.example\n",
+                 5, "server_name x.example is already used by route a");
+    expect_error("[route a]\nlisten = 127.0.0.1:80\nupstream = https://x.example\n"
+                 "tls_cert = /nonexistent.pem\n",
+                 1, "tls_cert and tls_key go together");
+    expect_error("[route a]\nlisten = 127.0.0.1:80\nupstream = https://x.example\n"
+                 "tls_min_version = 1.0\n",
+                 1, "need tls_cert/tls_key");
+    expect_error("[route a]\nlisten = 127.0.0.1:80\nupstream = https://x.example\n"
+                 "tls_cert = /nonexistent.pem\ntls_key = /nonexistent.key\n",
+                 1, "cannot load tls_cert /nonexistent.pem");
+    expect_error("[route a]\ntls_min_version = 0.9\n", 2, "tls_min_version must be");
+    expect_error("[tlslift]\nadmin_listen = 0.0.0.0:9090\n", 2, "must be a loopback address");
+    expect_error("[tlslift]\nshutdown_timeout = forever\n", 2, "shutdown_timeout must be");
+    expect_error("[tlslift]\nrun_as_root = maybe\n", 2, "run_as_root must be");
+    expect_error("log_level = info\n", 1, "outside any section");
     expect_error("[route a]\nlisten = 127.0.0.1:80\nupstream = https://x.example\n"
                  "[route a]\nlisten = 127.0.0.1:81\n",
                  4, "defined twice");
