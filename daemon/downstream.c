@@ -263,8 +263,10 @@ release_up(struct downstream *ds, bool reusable)
     ds->up_ready = false;
 }
 
-/* Close now, without an answer: for a client that left, or a response that
- * cannot be finished. */
+/* Close without an answer of our own: for a client that left, or a response
+ * that cannot be finished. What is queued for the client still goes out
+ * (a cut response then ends short of its Content-Length, which the client
+ * sees), then FIN. */
 static void
 ds_close(struct downstream *ds, const char *reason)
 {
@@ -277,7 +279,7 @@ ds_close(struct downstream *ds, const char *reason)
     }
     release_up(ds, false);
     ds->closing = true;
-    half_close(&ds->h);
+    half_close_gracefully(&ds->h, LINGER_MS);
 }
 
 /* Answer STATUS with a one-line reason and close, if no response byte was

@@ -263,7 +263,10 @@ half_flush(struct half *h)
         if (rc == UV_EAGAIN)
             break;
         if (rc < 0) {
-            h->ops->on_error(h, rc);
+            if (h->shut)
+                half_close(h);
+            else
+                h->ops->on_error(h, rc);
             return;
         }
         bufq_consume(&h->tx, (size_t)rc);
@@ -286,7 +289,10 @@ half_flush(struct half *h)
     h->wreq.data = h;
     rc = uv_write(&h->wreq, (uv_stream_t *)&h->tcp, bufs, (unsigned)n, on_write);
     if (rc < 0) {
-        h->ops->on_error(h, rc);
+        if (h->shut)
+            half_close(h);
+        else
+            h->ops->on_error(h, rc);
         return;
     }
     h->writing = true;

@@ -124,7 +124,7 @@ def check(trace, allowed, what):
 
 def write_config(tmp_path, pki, upstream, port):
     text = render_ini([
-        ("tlslift", {"log_level": "info", "ca_file": str(pki.ca)}),
+        ("tlslift", {"log_level": "info", "ca_file": str(pki.ca), "run_as_root": "yes"}),
         ("route test", {"listen": "127.0.0.1:%d" % port, "upstream": upstream.url}),
     ])
     conf = tmp_path / "tlslift.ini"
