@@ -2,19 +2,19 @@
  * legacytls: BearSSL 0.6 TLS 1.0/1.1 server over memory buffers. See
  * legacytls.h for the face and lifetimes.
  *
- * The engine is driven the way BearSSL's own brssl tool drives it, with the
+ * The engine is driven as BearSSL's documentation describes, with the
  * socket replaced by our buffers: while br_ssl_engine_current_state() says
  * SENDREC, records go to OUT (which takes everything); while it says RECVREC
  * and IN holds bytes, they are fed in; RECVAPP/SENDAPP carry plaintext;
  * CLOSED ends it, with br_ssl_engine_last_error() telling a clean close (0)
  * from a failure.
  *
- * Memory per session (measured on amd64, Debian's 0.6 build):
- *   br_ssl_server_context                      4,128 bytes
- *   record buffer, BR_SSL_BUFSIZE_BIDI         33,178 bytes
+ * Memory per session (measured with sizeof on amd64, Debian's 0.6 build):
+ *   br_ssl_server_context                       4,128 bytes
+ *   record buffer, BR_SSL_BUFSIZE_BIDI          33,178 bytes
  *     (input 16,384 + 325, output 16,384 + 85)
- *   our own fields                             ~   250 bytes
- *   total, one calloc                          ~37.5 KiB
+ *   our own fields                                 262 bytes
+ *   struct legacytls, one calloc                37,568 bytes
  * plus, per conf (per certificate): the chain, the key, and a 64 KiB session
  * cache (100 bytes an entry: 655 sessions).
  *
@@ -23,10 +23,12 @@
  * resets the record layer (back to cleartext, indices to zero), so it is
  * only usable before br_ssl_server_reset(). The input half must hold a full
  * 16 KiB record (a legacy client may send one, and a record is decrypted and
- * MAC-checked whole); the output half could be smaller (BearSSL then sends
- * smaller records) but the brief was to keep full-size records both ways,
- * and half-duplex (BR_SSL_BUFSIZE_MONO) mode is out because it stalls a
- * client that pipelines requests while we are still sending a response.
+ * MAC-checked whole). The output half could be smaller (BearSSL then cuts
+ * responses into smaller records, one MAC and padding each); we keep full
+ * 16 KiB records, since legacy clients are few (an app on the same host) and
+ * a response body is their bulk. Half-duplex mode (BR_SSL_BUFSIZE_MONO,
+ * 16.7 KB) is out: it stalls a client that pipelines requests while we are
+ * still sending a response.
  */
 #include "legacytls.h"
 

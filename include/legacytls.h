@@ -13,8 +13,11 @@
  *
  * Lifetimes: a legacytls_conf (one per certificate: chain, key, session cache)
  * belongs to the configuration snapshot and outlives every session made from
- * it. Sessions allocate their record buffers at creation and give back the
- * larger part once the handshake is done (see legacytls.c).
+ * it; its session cache is locked internally, so worker threads may share
+ * the conf. A session holds its BearSSL context and a full-duplex record
+ * buffer (37,568 bytes in all on amd64) from legacytls_new to legacytls_free:
+ * BearSSL cannot shrink or swap buffers on a live connection (see
+ * legacytls.c), so idle legacy connections cost that much each.
  */
 #ifndef TLSLIFT_LEGACYTLS_H
 #define TLSLIFT_LEGACYTLS_H

@@ -10,7 +10,7 @@ set -eu
 BUILD_PKGS="build-essential meson ninja-build pkg-config libuv1-dev libinih-dev libbearssl-dev"
 PINNED_PKGS="libmbedtls-dev libllhttp-dev"
 TEST_PKGS="libcmocka-dev python3 python3-pytest curl openssl gnutls-bin clang-format ca-certificates
- dpkg-dev debhelper fakeroot systemd strace groff-base man-db"
+ dpkg-dev debhelper fakeroot systemd strace groff-base man-db clang"
 
 die() { echo "deps.sh: $*" >&2; exit 1; }
 

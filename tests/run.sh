@@ -40,6 +40,19 @@ if [ "$quick" = 0 ]; then
         -Dbuildtype=debug || status=1
 fi
 
+fuzz=""
+if [ "$quick" = 0 ]; then
+    # A short libFuzzer run over the ClientHello peek (seed corpus in the
+    # repo); a crash fails the run. Counted as one test.
+    if tests/fuzz/run.sh "${TLSLIFT_FUZZ_SECONDS:-20}" >build/fuzz.log 2>&1; then
+        fuzz="--extra-passed 1"
+    else
+        tail -30 build/fuzz.log
+        fuzz="--extra-failed 1"
+        status=1
+    fi
+fi
+
 # shellcheck disable=SC2086
-/usr/bin/python3 tests/summary.py $dirs || status=1
+/usr/bin/python3 tests/summary.py $fuzz $dirs || status=1
 exit $status

@@ -14,6 +14,7 @@
 import pytest
 
 from harness import Blackhole, Daemon, Pki, Tarpit, Upstream, free_port, render_ini, tlslift_bin
+from harness import MkcertPki
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -134,3 +135,35 @@ def make_daemon(pki, tmp_path, request, tlslift_binary):
 @pytest.fixture
 def daemon(make_daemon, upstream):
     return make_daemon(upstream)
+
+
+# --- TLS from clients (old-TLS listeners) ---
+
+# The names of the leaf most old-TLS tests serve: the service the legacy app calls, and
+# the names a local client may use instead of a hosts-file entry.
+TLS_LEAF_NAMES = ("api.raygun.com", "localhost", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def mkcert_pki(tmp_path_factory):
+    """A local CA from `tlslift mkcert --ca DIR`; leaf(NAME, *MORE) issues leaves on demand."""
+    return MkcertPki(tmp_path_factory.mktemp("mkcert"))
+
+
+@pytest.fixture
+def make_tls_daemon(make_daemon, mkcert_pki):
+    """make_tls_daemon(upstream, glob=None, **route keys): tlslift with one route "test"
+    whose listener serves TLS with the mkcert leaf for api.raygun.com (also localhost and
+    127.0.0.1), tls_min_version = 1.0 unless given, log_level = debug (so the client's TLS
+    version shows in the log)."""
+
+    def make(upstream, glob=None, **route):
+        crt, key = mkcert_pki.leaf(*TLS_LEAF_NAMES)
+        r = {"tls_cert": str(crt), "tls_key": str(key), "tls_min_version": "1.0"}
+        r.update(route)
+        g = {"log_level": "debug"}
+        g.update(glob or {})
+        return make_daemon(upstream, route=r, glob=g)
+
+    return make
+

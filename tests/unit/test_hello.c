@@ -33,16 +33,16 @@ extern char **environ;
 /* A ClientHello builder */
 
 struct opts {
-    unsigned legacy;           /* legacy_version, 0x0301 by default */
-    unsigned rec_version;      /* record-layer version, 0x0301 by default */
-    const char *sni;           /* NULL: no server_name */
-    const uint16_t *versions;  /* supported_versions, NULL: none */
+    unsigned legacy;          /* legacy_version, 0x0301 by default */
+    unsigned rec_version;     /* record-layer version, 0x0301 by default */
+    const char *sni;          /* NULL: no server_name */
+    const uint16_t *versions; /* supported_versions, NULL: none */
     size_t nversions;
-    bool grease_ext;           /* a GREASE extension first, as Chrome does */
-    size_t sid_len;            /* session ID length */
-    size_t pad;                /* an extra padding extension of this size */
-    size_t split;              /* max record payload, 0: one record */
-    bool no_extensions;        /* no extensions block at all (XP) */
+    bool grease_ext;    /* a GREASE extension first, as Chrome does */
+    size_t sid_len;     /* session ID length */
+    size_t pad;         /* an extra padding extension of this size */
+    size_t split;       /* max record payload, 0: one record */
+    bool no_extensions; /* no extensions block at all (XP) */
 };
 
 struct buf {
@@ -269,8 +269,12 @@ test_tls13_supported_versions(void **state)
     static const uint16_t grease[] = {0x5a5a, 0x0304, 0x0303, 0x0302, 0x0301, 0x1a1a};
     static const uint16_t only13[] = {0x0304};
     static const uint16_t only_grease[] = {0x7a7a};
-    struct opts o = {.legacy = 0x0303, .sni = "example.org", .versions = v13, .nversions = 2,
-                     .rec_version = 0x0301, .sid_len = 32};
+    struct opts o = {.legacy = 0x0303,
+                     .sni = "example.org",
+                     .versions = v13,
+                     .nversions = 2,
+                     .rec_version = 0x0301,
+                     .sid_len = 32};
     struct buf *r = build(&o);
     struct hello h;
 
@@ -311,13 +315,17 @@ static void
 test_split_records(void **state)
 {
     static const uint16_t v13[] = {0x0304, 0x0303};
-    struct opts o = {.legacy = 0x0303, .sni = "split.example", .versions = v13, .nversions = 2,
-                     .pad = 600, .split = 300};
+    struct opts o = {.legacy = 0x0303,
+                     .sni = "split.example",
+                     .versions = v13,
+                     .nversions = 2,
+                     .pad = 600,
+                     .split = 300};
     struct buf *r = build(&o);
     struct hello h;
 
     (void)state;
-    assert_true(r->len > 3 * 305);
+    assert_true(r->len > 2 * 305); /* three records or more */
     assert_int_equal(hello_parse(r->b, r->len, &h), HELLO_TLS);
     assert_int_equal(h.need, r->len);
     assert_string_equal(h.sni, "split.example");
@@ -504,7 +512,8 @@ test_garbage(void **state)
         b[3] = 0;
         b[4] = (uint8_t)(len - 5);
         enum hello_rc rc = hello_parse(b, len, &h);
-        assert_true(rc == HELLO_BAD || rc == HELLO_NEED_MORE || rc == HELLO_TLS);
+        assert_true(rc == HELLO_BAD || rc == HELLO_NEED_MORE || rc == HELLO_TLS ||
+                    rc == HELLO_TOO_BIG);
         if (rc == HELLO_TLS)
             assert_true(h.need <= len);
     }
@@ -597,7 +606,7 @@ capture(const char *const extra[], struct hello *h, uint8_t *buf, size_t cap, si
 static void
 test_openssl_clients(void **state)
 {
-    static const char *const tls1[] = {"-tls1", "-cipher", "DEFAULT:@SECLEVEL=0",
+    static const char *const tls1[] = {"-tls1",       "-cipher",        "DEFAULT:@SECLEVEL=0",
                                        "-servername", "API.Raygun.com", NULL};
     static const char *const tls11[] = {"-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0",
                                         "-noservername", NULL};
@@ -609,13 +618,16 @@ test_openssl_clients(void **state)
         int max, min;
         const char *sni;
     } cases[] = {
-        {tls1, 10, 10, "api.raygun.com"}, {tls11, 11, 10, ""},
-        {tls12, 12, 10, "api.raygun.com"}, {tls13, 13, 13, "api.raygun.com"},
-        {any, 13, 12, "api.raygun.com"},
+        {tls1, 10, 10, "api.raygun.com"},
+        {tls11, 11, 10, ""},
+        {tls12, 12, 10, "api.raygun.com"},
+        {tls13, 13, 13, "api.raygun.com"},
+        /* The lowest version depends on the local openssl.cnf: not checked. */
+        {any, 13, -1, "api.raygun.com"},
     };
     static uint8_t buf[HELLO_MAX + 1024];
     struct hello h;
-    size_t len;
+    size_t len = 0;
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -626,7 +638,8 @@ test_openssl_clients(void **state)
             fail_msg("openssl s_client %s: hello_parse %d after %zu bytes", cases[i].args[0], rc,
                      len);
         assert_int_equal(h.max_version, cases[i].max);
-        assert_int_equal(h.min_version, cases[i].min);
+        if (cases[i].min >= 0)
+            assert_int_equal(h.min_version, cases[i].min);
         assert_string_equal(h.sni, cases[i].sni);
         assert_int_equal(h.need, len);
         check_prefixes(buf, len);

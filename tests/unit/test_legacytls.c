@@ -198,9 +198,9 @@ make_pki(void)
         {"openssl", "rsa", "-in", path_key8, "-traditional", "-out", path_key1, NULL},
         {"openssl", "req", "-new", "-key", path_key8, "-subj", "/CN=localhost", "-config", cnf,
          "-out", csr, NULL},
-        {"openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-set_serial",
-         "2", "-days", "2", "-extfile", cnf, "-extensions", "v3_leaf", "-out", path_leaf_crt,
-         NULL},
+        {"openssl", "x509",        "-req",        "-in",  csr,           "-CA", ca_crt,
+         "-CAkey",  ca_key,        "-set_serial", "2",    "-days",       "2",   "-extfile",
+         cnf,       "-extensions", "v3_leaf",     "-out", path_leaf_crt, NULL},
         {"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
          path_ec_key, NULL},
         {"openssl", "req", "-x509", "-key", path_ec_key, "-subj", "/CN=localhost", "-days", "2",
@@ -262,9 +262,8 @@ static int
 group_teardown(void **state)
 {
     static const char *const names[] = {
-        "openssl.cnf", "ca.key",   "ca.crt",    "ca.der",         "leaf.csr",   "leaf.key",
-        "leaf-rsa.key", "leaf.crt", "chain.pem", "ec.key",         "ec.crt",     "other.key",
-        "garbage.pem",
+        "openssl.cnf", "ca.key",    "ca.crt", "ca.der", "leaf.csr",  "leaf.key",    "leaf-rsa.key",
+        "leaf.crt",    "chain.pem", "ec.key", "ec.crt", "other.key", "garbage.pem",
     };
     char p[128];
 
@@ -292,7 +291,7 @@ struct pair {
     br_ssl_client_context cc;
     br_x509_minimal_context xc;
     unsigned char cbuf[BR_SSL_BUFSIZE_BIDI];
-    int srv_hs;  /* last legacytls_handshake result */
+    int srv_hs;     /* last legacytls_handshake result */
     size_t trickle; /* when > 0, at most this many bytes per hop */
 };
 
