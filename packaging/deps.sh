@@ -5,6 +5,8 @@
 # Debian 12 this script adds a Debian 13 ("trixie") apt source derived from the
 # machine's own sources (same mirror, same keyring) and pins it low, so that only
 # the packages named below come from it. Running it twice changes nothing.
+#   packaging/deps.sh            build and test dependencies
+#   packaging/deps.sh --bench    and the benchmark's (wrk, nginx, stunnel, perf)
 set -eu
 
 BUILD_PKGS="build-essential meson ninja-build pkg-config libuv1-dev libinih-dev libbearssl-dev"
@@ -66,6 +68,10 @@ PIN
     fi
 fi
 
+# tests/bench/bench.sh compares against nginx and stunnel with wrk: only on request.
+BENCH_PKGS=""
+[ "${1:-}" = "--bench" ] && BENCH_PKGS="wrk nginx-light stunnel4 linux-perf"
+
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -q --no-install-recommends $BUILD_PKGS $PINNED_PKGS $TEST_PKGS
+$SUDO apt-get install -y -q --no-install-recommends $BUILD_PKGS $PINNED_PKGS $TEST_PKGS $BENCH_PKGS
