@@ -263,6 +263,17 @@ release_up(struct downstream *ds, bool reusable)
     ds->up_ready = false;
 }
 
+/* Close after a complete response: a TLS client gets close_notify first, so
+ * it can tell the end of a close-delimited body from a cut connection (never
+ * sent by ds_close, where the response may be cut). */
+static void
+close_after_response(struct downstream *ds)
+{
+    if (ds->h.tls && !ds->h.handshaking && !ds->h.closing && !ds->h.shut)
+        ds->h.eng->close_notify(ds->h.tls);
+    half_close_gracefully(&ds->h, LINGER_MS);
+}
+
 /* Close without an answer of our own: for a client that left, or a response
  * that cannot be finished. What is queued for the client still goes out
  * (a cut response then ends short of its Content-Length, which the client
@@ -303,7 +314,7 @@ ds_fail(struct downstream *ds, int status, const char *reason)
         client_send(ds, ds->sb.p, ds->sb.len);
     access_line(ds);
     ds->closing = true;
-    half_close_gracefully(&ds->h, LINGER_MS);
+    close_after_response(ds);
 }
 
 static void
@@ -318,7 +329,7 @@ finish_exchange(struct downstream *ds)
     keep = ds->keep_alive && ds->rq == RQ_DONE && !ds->client_eof && !shutting_down;
     if (!keep) {
         ds->closing = true;
-        half_close_gracefully(&ds->h, LINGER_MS);
+        close_after_response(ds);
         return;
     }
     exchange_reset(ds);
@@ -671,7 +682,7 @@ static int
 on_req_head(void *user, struct http_head *h)
 {
     struct downstream *ds = user;
-    struct route *r = ds->route;
+    struct route *r;
     const char *host;
     bool has_body;
 
@@ -682,8 +693,10 @@ on_req_head(void *user, struct http_head *h)
         struct route *byhost = http_host(h, &hn, &hl) == 0
                                    ? conf_route_by_name(ds->route->group, ds->route->ngroup, hn, hl)
                                    : NULL;
-        ds->route = r = byhost ? byhost : ds->route->group[0];
+        ds->route = byhost ? byhost : ds->route->group[0];
     }
+    /* Only now: migrate() may have dropped the snapshot ds->route was in. */
+    r = ds->route;
     snprintf(ds->method, sizeof(ds->method), "%s", http_method_name(h));
     http_log_path(h, ds->path, sizeof(ds->path));
     ds->http10 = h->major == 1 && h->minor == 0;

@@ -219,12 +219,11 @@ do_shutdown_cb(uv_shutdown_t *req, int status)
 {
     struct half *h = req->data;
 
-    (void)status;
     if (h->closing)
         return;
     /* Keep reading (and dropping) until the peer closes or the linger timer
-     * fires. */
-    if (half_start_read(h) != 0)
+     * fires; with no linger, close now. */
+    if (status < 0 || h->linger_ms == 0 || half_start_read(h) != 0)
         half_close(h);
 }
 
@@ -351,9 +350,11 @@ half_close_gracefully(struct half *h, uint64_t linger_ms)
     if (h->closing || h->shut)
         return;
     h->shut = true;
+    h->linger_ms = linger_ms;
     half_stop_read(h);
     h->rx.off = h->rx.len = 0;
-    uv_timer_start(&h->timer, on_timer, linger_ms, 0);
+    /* Bounds the flush too: a peer that never reads cannot hold us. */
+    uv_timer_start(&h->timer, on_timer, linger_ms ? linger_ms : 5000, 0);
     half_flush(h);
 }
 

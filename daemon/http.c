@@ -318,9 +318,15 @@ set_parse_error(struct http_parser *hp, llhttp_errno_t e)
         return;
     hp->err_status = hp->kind == HTTP_KIND_REQUEST ? 400 : 502;
     switch (e) {
-    case HPE_UNEXPECTED_CONTENT_LENGTH:
-        hp->err_reason = "Content-Length together with Transfer-Encoding";
+    case HPE_UNEXPECTED_CONTENT_LENGTH: {
+        /* llhttp uses this code for two shapes; its own text tells them
+         * apart. */
+        const char *why = llhttp_get_error_reason(&hp->p);
+        hp->err_reason = why && strstr(why, "Duplicate")
+                             ? "duplicate Content-Length"
+                             : "Content-Length together with Transfer-Encoding";
         break;
+    }
     case HPE_INVALID_CONTENT_LENGTH:
         hp->err_reason = "bad Content-Length";
         break;
@@ -366,6 +372,10 @@ http_feed(struct http_parser *hp, const uint8_t *data, size_t len, size_t *used)
         hp->paused = true;
         return HTTP_PAUSED;
     }
+    /* Report how far it got, for the byte counts in the access log. */
+    const char *pos = llhttp_get_error_pos(&hp->p);
+    if (pos && (const uint8_t *)pos >= data && (const uint8_t *)pos <= data + len)
+        *used = (size_t)((const uint8_t *)pos - data);
     set_parse_error(hp, e);
     return HTTP_ERROR;
 }

@@ -135,10 +135,12 @@ stats_render(struct sbuf *o)
       "session (mbedTLS 3.6 does not say whether the server took it).\n"
       "# TYPE tlslift_upstream_handshakes_total counter\n"
       "tlslift_upstream_handshakes_total{kind=\"full\"} %llu\n"
-      "tlslift_upstream_handshakes_total{kind=\"resumption_offered\"} %llu\n"
-      "tlslift_upstream_connect_failures_total %llu\n",
+      "tlslift_upstream_handshakes_total{kind=\"resumption_offered\"} %llu\n",
       (unsigned long long)(upstream_stats.handshakes - upstream_stats.handshakes_resumed_offered),
-      (unsigned long long)upstream_stats.handshakes_resumed_offered,
+      (unsigned long long)upstream_stats.handshakes_resumed_offered);
+    P("# HELP tlslift_upstream_connect_failures_total Upstream connections that failed (DNS, "
+      "connect, TLS).\n# TYPE tlslift_upstream_connect_failures_total counter\n"
+      "tlslift_upstream_connect_failures_total %llu\n",
       (unsigned long long)upstream_stats.connect_failures);
     P("# HELP tlslift_tls_connections_total Connections by side and TLS version.\n"
       "# TYPE tlslift_tls_connections_total counter\n");

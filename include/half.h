@@ -52,6 +52,7 @@ struct half {
     uv_write_t wreq;
     uv_shutdown_t sreq;
     size_t wlen; /* bytes pinned by the write in flight */
+    uint64_t linger_ms;
     bool writing, reading, handshaking, closing, shut, reopening;
     uv_loop_t *loop;
     void (*reopen_cb)(struct half *h);
@@ -83,7 +84,8 @@ half_tx_len(const struct half *h)
 void half_timer(struct half *h, uint64_t ms);
 /* Send what is queued, then FIN, then wait (reading and discarding) up to
  * LINGER_MS for the peer to close, then close: a client that still sends
- * gets our answer instead of a reset. */
+ * gets our answer instead of a reset. LINGER_MS 0: close right after the
+ * FIN (nothing is left unread, so no reset can eat the answer). */
 void half_close_gracefully(struct half *h, uint64_t linger_ms);
 void half_close(struct half *h);
 /* Replace the TCP handle by a fresh one (after a failed connect), then call

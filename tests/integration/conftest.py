@@ -128,8 +128,22 @@ def make_daemon(pki, tmp_path, request, tlslift_binary):
         return d
 
     yield make
+    # Every daemon must still be running at teardown (unless the test said it
+    # would exit) and must exit 0 on SIGTERM: a crash, or a sanitizer report
+    # (ASAN_OPTIONS/UBSAN_OPTIONS exitcode) at exit, fails the test here.
+    problems = []
     for d in started:
-        d.stop()
+        was_alive = d.alive()
+        rc = d.stop(timeout=15)
+        if d.expect_exit or rc is None:
+            continue
+        if not was_alive:
+            problems.append("%s exited on its own with %s before teardown" % (d.name, rc))
+        elif rc != 0:
+            problems.append("%s exited with %s on SIGTERM (0 expected)" % (d.name, rc))
+    if problems:
+        pytest.fail("; ".join(problems) + "\n" + "\n".join(d.stderr_tail(60) for d in started),
+                    pytrace=False)
 
 
 @pytest.fixture

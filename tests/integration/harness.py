@@ -131,8 +131,15 @@ class Pki:
     """A test CA and leaf certificates, generated with the openssl CLI.
 
     Attributes are paths: ca, ca_key, and for each leaf NAME the pair
-    (cert, key) in self.leaves[NAME]: localhost, expired, wronghost,
-    other (other.example, same as wronghost), selfsigned.
+    (cert, key) in self.leaves[NAME]:
+      localhost    RSA, SAN DNS:localhost, IP:127.0.0.1, from the CA
+      expired      same names, valid January 2020 only
+      wronghost    SAN DNS:other.example
+      selfsigned   localhost, self-signed (not from the CA)
+      ec           ECDSA P-256 localhost leaf from the CA
+      chain        localhost leaf from an intermediate CA; the cert file holds
+                   leaf + intermediate (what a server should send)
+      chain_noint  the same leaf without the intermediate (incomplete chain)
     """
 
     def __init__(self, root):
@@ -152,6 +159,13 @@ class Pki:
                    start="20200101000000Z", end="20200201000000Z")
         self._leaf("wronghost", "other.example", "DNS:other.example")
         self._selfsigned("selfsigned", "localhost", "DNS:localhost, IP:127.0.0.1")
+        self._leaf("ec", "localhost", "DNS:localhost, IP:127.0.0.1", keytype="ec")
+        self._intermediate()
+        self._leaf("chain_noint", "localhost", "DNS:localhost, IP:127.0.0.1",
+                   signer=(self.int_ca, self.int_key))
+        full = self.dir / "chain.crt"
+        full.write_text(self.leaves["chain_noint"][0].read_text() + self.int_ca.read_text())
+        self.leaves["chain"] = (full, self.leaves["chain_noint"][1])
 
     def _ssl(self, *args):
         r = run(["openssl", *args], timeout=60)
@@ -159,9 +173,27 @@ class Pki:
             raise RuntimeError("openssl %s failed: %s%s" % (" ".join(args), r.stdout, r.stderr))
         return r
 
-    def _key(self, path):
-        self._ssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                  "-out", str(path))
+    def _key(self, path, keytype="rsa"):
+        if keytype == "ec":
+            self._ssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-out", str(path))
+        else:
+            self._ssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                      "-out", str(path))
+
+    def _intermediate(self):
+        self.int_key = self.dir / "int.key"
+        self.int_ca = self.dir / "int.crt"
+        csr = self.dir / "int.csr"
+        ext = self.dir / "int.ext"
+        ext.write_text("[ int ]\nbasicConstraints = critical, CA:TRUE, pathlen:0\n"
+                       "keyUsage = critical, keyCertSign, cRLSign\n"
+                       "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
+        self._key(self.int_key)
+        self._ssl("req", "-config", str(self.conf), "-new", "-key", str(self.int_key),
+                  "-subj", "/CN=tlslift test intermediate", "-out", str(csr))
+        self._ssl("ca", "-batch", "-config", str(self.conf), "-notext", "-in", str(csr),
+                  "-out", str(self.int_ca), "-extfile", str(ext), "-extensions", "int", "-days", "30")
 
     def _make_ca(self):
         self._key(self.ca_key)
@@ -169,17 +201,19 @@ class Pki:
                   "-subj", "/CN=tlslift test CA", "-days", "30", "-sha256",
                   "-extensions", "v3_ca", "-out", str(self.ca))
 
-    def _leaf(self, name, cn, san, start=None, end=None):
+    def _leaf(self, name, cn, san, start=None, end=None, keytype="rsa", signer=None):
         key = self.dir / (name + ".key")
         csr = self.dir / (name + ".csr")
         crt = self.dir / (name + ".crt")
         ext = self.dir / (name + ".ext")
         ext.write_text(_LEAF_EXT.format(san=san))
-        self._key(key)
+        self._key(key, keytype)
         self._ssl("req", "-config", str(self.conf), "-new", "-key", str(key),
                   "-subj", "/CN=" + cn, "-out", str(csr))
         args = ["ca", "-batch", "-config", str(self.conf), "-notext",
                 "-in", str(csr), "-out", str(crt), "-extfile", str(ext), "-extensions", "leaf"]
+        if signer:
+            args += ["-cert", str(signer[0]), "-keyfile", str(signer[1])]
         if start:
             args += ["-startdate", start, "-enddate", end]
         else:
@@ -342,6 +376,25 @@ class _Handler(BaseHTTPRequestHandler):
             if not head_only:
                 self._write(data)
             self.close_connection = True
+        elif kind == "sizeclose":
+            # Content-Length, then Connection: close: this connection must not be pooled.
+            n = int(arg)
+            self._write(("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                         "Content-Length: %d\r\nConnection: close\r\n\r\n" % n).encode() + payload(n))
+            self.close_connection = True
+        elif kind == "clte":
+            # Response smuggling shape: both framings.
+            self._write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"3\r\nabc\r\n0\r\n\r\n")
+            self.close_connection = True
+        elif kind == "twocl":
+            self._write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde")
+            self.close_connection = True
+        elif kind == "cookies":
+            b = b"ok\n"
+            self._write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: a=1; Path=/\r\n"
+                        b"Set-Cookie: b=2; Expires=Wed, 09 Jun 2027 10:18:14 GMT\r\n"
+                        b"Content-Length: 3\r\n\r\n" + b)
         elif kind == "status":
             code = int(arg)
             if code in (204, 304):
@@ -458,15 +511,19 @@ class Upstream:
       idle_close   seconds a keep-alive connection may idle before the server
                    closes it (None: 20 s)
       port         a fixed port (default: ephemeral)
+      curve        the one ECDHE group the server accepts (e.g. "secp384r1")
+      ciphers      OpenSSL TLS 1.2 cipher string
 
     Paths: /echo (JSON of the request), /size/N, /chunked/N, /close/N,
-    /close10/N, /status/CODE, /mirror, /delay/MS, /hopbyhop, /cut/N, /stall,
+    /close10/N, /sizeclose/N, /clte, /twocl, /cookies, /status/CODE, /mirror, /delay/MS, /hopbyhop, /cut/N, /stall,
     /stallbody, /garbage, /drop. See _Handler._respond.
     """
 
     def __init__(self, cert, max_version="1.3", tls11_only=False, stall=False,
-                 idle_close=None, port=0):
+                 idle_close=None, port=0, curve=None, ciphers=None):
         self.cert = cert
+        self.curve = curve
+        self.ciphers = ciphers
         self.stall = stall
         self.idle_close = idle_close
         self.stop_event = threading.Event()
@@ -505,6 +562,10 @@ class Upstream:
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             ctx.maximum_version = {"1.2": ssl.TLSVersion.TLSv1_2,
                                    "1.3": ssl.TLSVersion.TLSv1_3}[max_version]
+            if self.ciphers:
+                ctx.set_ciphers(self.ciphers)  # TLS 1.2 suites
+            if self.curve:
+                ctx.set_ecdh_curve(self.curve)  # the only group: HelloRetryRequest in 1.3
 
         def on_sni(sslobj, name, _ctx):
             with self.lock:
@@ -680,7 +741,7 @@ class RawConn:
     def __init__(self, port, timeout=5, host="127.0.0.1"):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.timeout = timeout
-        self.buf = b""
+        self.buf = bytearray()
         self.eof = False
 
     def send(self, data):
@@ -702,17 +763,30 @@ class RawConn:
         self.buf += d
 
     def _line(self, deadline):
-        while b"\r\n" not in self.buf:
+        start = 0
+        while True:
+            i = self.buf.find(b"\r\n", start)
+            if i >= 0:
+                break
             if len(self.buf) > 1 << 20:
                 raise ValueError("line too long")
+            start = max(0, len(self.buf) - 1)
             self._fill(max(0.01, deadline - time.monotonic()))
-        line, self.buf = self.buf.split(b"\r\n", 1)
+        line = bytes(self.buf[:i])
+        del self.buf[:i + 2]
         return line
 
     def _exact(self, n, deadline):
         while len(self.buf) < n:
             self._fill(max(0.01, deadline - time.monotonic()))
-        d, self.buf = self.buf[:n], self.buf[n:]
+        d = bytes(self.buf[:n])
+        del self.buf[:n]
+        return d
+
+    def take_buffer(self):
+        """The bytes received but not consumed yet (and forget them)."""
+        d = bytes(self.buf)
+        self.buf = bytearray()
         return d
 
     def read_response(self, method="GET", timeout=None):
@@ -723,24 +797,26 @@ class RawConn:
         """
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
         r = Response()
+        raw = []
         while True:
-            start = len(r.raw)
+            interim_raw = []
             status_line = self._line(deadline)
-            r.raw += status_line + b"\r\n"
+            interim_raw.append(status_line + b"\r\n")
             m = re.match(rb"^(HTTP/\d\.\d) (\d{3})(?: (.*))?$", status_line)
             if not m:
                 raise ValueError("bad status line %r" % status_line)
             headers = []
             while True:
                 line = self._line(deadline)
-                r.raw += line + b"\r\n"
+                interim_raw.append(line + b"\r\n")
                 if line == b"":
                     break
                 k, _, v = line.partition(b":")
                 headers.append((k.decode("latin-1"), v.strip().decode("latin-1")))
+            raw.extend(interim_raw)
             status = int(m.group(2))
             if 100 <= status < 200 and status != 101:
-                r.interim.append((status, headers, r.raw[start:]))
+                r.interim.append((status, headers, b"".join(interim_raw)))
                 continue
             r.version = m.group(1).decode()
             r.status = status
@@ -755,17 +831,17 @@ class RawConn:
             parts = []
             while True:
                 line = self._line(deadline)
-                r.raw += line + b"\r\n"
+                raw.append(line + b"\r\n")
                 size = int(line.split(b";")[0].strip(), 16)
                 if size == 0:
                     while True:
                         t = self._line(deadline)
-                        r.raw += t + b"\r\n"
+                        raw.append(t + b"\r\n")
                         if t == b"":
                             break
                     break
                 c = self._exact(size + 2, deadline)
-                r.raw += c
+                raw.append(c)
                 if c[-2:] != b"\r\n":
                     raise ValueError("chunk not followed by CRLF")
                 parts.append(c[:-2])
@@ -774,11 +850,12 @@ class RawConn:
             r.framing = "length"
             n = int(r.header("Content-Length"))
             r.body = self._exact(n, deadline)
-            r.raw += r.body
+            raw.append(r.body)
         else:
             r.framing = "close"
             r.body = self.read_until_close(max(0.01, deadline - time.monotonic()))
-            r.raw += r.body
+            raw.append(r.body)
+        r.raw = b"".join(raw)
         r.complete = True
         return r
 
@@ -790,8 +867,7 @@ class RawConn:
                 self._fill(max(0.01, deadline - time.monotonic()))
             except ConnClosed:
                 break
-        d, self.buf = self.buf, b""
-        return d
+        return self.take_buffer()
 
     def closed_within(self, timeout):
         """True if the peer closes (EOF or reset) within timeout, with no more data."""
@@ -804,14 +880,12 @@ class RawConn:
     def recv_some(self, timeout):
         """Bytes available within timeout (b'' on timeout or EOF)."""
         if self.buf:
-            d, self.buf = self.buf, b""
-            return d
+            return self.take_buffer()
         try:
             self._fill(timeout)
         except (ConnClosed, socket.timeout, TimeoutError):
             return b""
-        d, self.buf = self.buf, b""
-        return d
+        return self.take_buffer()
 
     def close(self):
         try:
@@ -909,6 +983,10 @@ class Daemon:
         self.stdout_path = self.workdir / ("%s.stdout" % name)
         self.args = [str(a) for a in args]
         self.proc = None
+        # Set by a test that makes the daemon exit (signals, start-up errors):
+        # the fixture then does not require a clean exit 0 at teardown.
+        self.expect_exit = False
+        self._err = self._out = None
 
     def start(self, wait=True, timeout=10):
         binary = tlslift_bin()
@@ -993,7 +1071,8 @@ class Daemon:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         for f in (self._err, self._out):
-            f.close()
+            if f:
+                f.close()
         return self.proc.returncode
 
     def request(self, method="GET", path="/echo", body=None, headers=None, timeout=10):
@@ -1063,6 +1142,10 @@ class SClient:
         self.cipher = m.group(1) if m else None
         m = re.search(r"^(New|Reused), (\S+), Cipher is (\S+)", text, re.M)
         self.reused = bool(m and m.group(1) == "Reused")
+        if m and m.group(3) not in ("(NONE)", "0000"):
+            # TLS 1.3 prints no SSL-Session block until a ticket arrives: "New, TLSv1.3, ..."
+            self.protocol = self.protocol or m.group(2)
+            self.cipher = self.cipher or m.group(3)
         m = re.search(r"^subject=(.*)$", text, re.M)
         self.subject = m.group(1).strip() if m else None
         m = re.search(r"^Verify return code: (\d+)", text, re.M) or \
@@ -1093,14 +1176,17 @@ class SClient:
             self.err[-3000:])
 
 
-def s_client(port, *args, data=b"", servername=None, cafile=None, timeout=20):
+def s_client(port, *args, data=b"", servername=None, cafile=None, timeout=20, sni=None):
     """Run `openssl s_client -connect 127.0.0.1:PORT -ign_eof ARGS`, with DATA on its stdin
     (sent once the handshake is done; -ign_eof then waits for the server to close). With
-    SERVERNAME: sent as SNI and checked against the certificate (-verify_hostname); without:
-    no SNI at all. With CAFILE: the chain must verify (-verify_return_error)."""
+    SERVERNAME: sent as SNI and checked against the certificate (-verify_hostname); with SNI
+    instead: sent, not checked; with neither: no SNI at all. With CAFILE: the chain must
+    verify (-verify_return_error)."""
     cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-ign_eof"]
     if servername:
         cmd += ["-servername", servername, "-verify_hostname", servername]
+    elif sni:
+        cmd += ["-servername", sni]
     else:
         cmd += ["-noservername"]
     if cafile:
@@ -1159,3 +1245,42 @@ def client_hello(version="1.0", sni="api.raygun.com"):
     except ssl.SSLWantReadError:
         pass
     return out.read()
+
+
+class GnutlsCli:
+    """What one `gnutls-cli` run printed: the negotiated "(TLS1.0-X.509)-(RSA)-(AES-128-CBC)-
+    (SHA1)" description, and what the server sent."""
+
+    def __init__(self, cmd, rc, out, err):
+        self.cmd, self.rc, self.out, self.err = cmd, rc, out, err
+        text = out.decode("latin-1") + "\n" + err
+        m = re.search(r"- Description: (\S+)", text)
+        self.description = m.group(1) if m else None
+        self.handshake_ok = "Handshake was completed" in text
+        i = out.find(b"HTTP/1.")
+        self.http = out[i:] if i >= 0 else b""
+
+    response = SClient.response
+
+    def describe(self):
+        return "%s\nrc=%s\n--- stdout ---\n%s\n--- stderr ---\n%s" % (
+            " ".join(map(str, self.cmd)), self.rc, self.out.decode("latin-1")[-3000:],
+            self.err[-3000:])
+
+
+def gnutls_cli(port, priority, data=b"", servername=None, cafile=None, timeout=20):
+    """Run gnutls-cli against 127.0.0.1:PORT with PRIORITY, DATA on stdin. With SERVERNAME:
+    sent as SNI and verified in the certificate against CAFILE."""
+    cmd = ["gnutls-cli", "--priority", priority, "-p", str(port)]
+    if servername:
+        cmd += ["--sni-hostname", servername, "--verify-hostname", servername]
+    else:
+        cmd += ["--disable-sni"]
+    if cafile:
+        cmd += ["--x509cafile", str(cafile)]
+    else:
+        cmd += ["--insecure"]
+    cmd += ["127.0.0.1"]
+    r = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    return GnutlsCli(cmd, r.returncode, r.stdout, r.stderr.decode("latin-1"))

@@ -110,6 +110,7 @@ def test_port_in_use_exit_1(tmp_path, pki, upstream, tlslift_binary):
 
 def test_sigterm_stops_promptly(make_daemon, pki, upstream):
     d = _quick(make_daemon, upstream.url, pki)
+    d.expect_exit = True
     assert exchange(d.port, build_request("GET", "/echo")).status == 200
     t0 = time.monotonic()
     os.kill(d.proc.pid, signal.SIGTERM)

@@ -28,7 +28,7 @@ def test_100_continue_before_body(daemon, upstream):
         assert elapsed < 1.0, "100 Continue took %.2f s (.NET waits 350 ms)" % elapsed
         # Only the interim response so far: nothing final before the body.
         assert first.count(b"HTTP/1.1 ") == 1 and first.endswith(b"\r\n\r\n"), first
-        c.buf = b""
+        c.buf = bytearray()
         c.send(body)
         r = c.read_response()
     assert r.status == 200
@@ -45,7 +45,7 @@ def test_100_continue_large_body(daemon, upstream):
                                                  ("Content-Length", str(len(body)))]))
         first = c.recv_some(2.0)
         assert first.startswith(b"HTTP/1.1 100"), first
-        c.buf = first.split(b"\r\n\r\n", 1)[1]
+        c.buf = bytearray(first.split(b"\r\n\r\n", 1)[1])
         c.send(body)
         r = c.read_response(timeout=30)
     assert r.status == 200
@@ -86,3 +86,24 @@ def test_expect_with_zero_length(daemon, upstream):
         r = c.read_response(timeout=5)
     assert r.status == 200
     assert upstream.requests[-1]["body_len"] == 0
+
+
+def test_dotnet_webclient_sequence(daemon, upstream):
+    """What HttpWebRequest sends: Connection: Keep-Alive, Expect, a wait for 100, then the body; twice."""
+    with RawConn(daemon.port) as c:
+        for i in range(2):
+            body = b'{"OccurredOn":"2026-12-03T18:09:51Z","Details":{"n":%d}}' % i
+            hdrs = [("X-ApiKey", "secret123"), ("Content-Type", "application/json; charset=utf-8"),
+                    ("Content-Length", str(len(body))), ("Expect", "100-continue")]
+            if i == 0:
+                hdrs.append(("Connection", "Keep-Alive"))
+            c.send(build_request("POST", "/entries", hdrs, host="127.0.0.1:%d" % daemon.port))
+            first = c.recv_some(0.35)  # .NET's wait
+            assert first.startswith(b"HTTP/1.1 100 Continue\r\n"), (i, first)
+            c.buf = bytearray(first.split(b"\r\n\r\n", 1)[1])
+            c.send(body)
+            r = c.read_response()
+            assert r.status == 200, (i, r)
+    assert [q["body_sha256"] for q in upstream.requests] == [
+        sha256(b'{"OccurredOn":"2026-12-03T18:09:51Z","Details":{"n":%d}}' % i) for i in range(2)]
+    assert upstream.stats()["handshakes"] == 1

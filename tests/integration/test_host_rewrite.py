@@ -129,3 +129,20 @@ def test_host_rewrite_on_every_request_of_a_connection(daemon, upstream):
             assert c.read_response().status == 200
     assert [_values(h["headers"], "Host") for h in upstream.heads] == \
         [["localhost:%d" % upstream.port]] * 3
+
+
+def test_http10_request_without_host_gets_one(daemon, upstream):
+    """Old HTTP/1.0 clients send no Host; the upstream (HTTP/1.1) still gets the upstream's."""
+    with RawConn(daemon.port) as c:
+        c.send(b"GET /echo/nohost HTTP/1.0\r\nUser-Agent: old\r\n\r\n")
+        r = c.read_response()
+    assert r.status == 200
+    assert _values(_upstream_headers(upstream), "Host") == ["localhost:%d" % upstream.port]
+
+
+def test_set_cookie_headers_not_merged(daemon, upstream):
+    with RawConn(daemon.port) as c:
+        c.send(build_request("GET", "/cookies"))
+        r = c.read_response()
+    assert r.status == 200
+    assert r.header_all("Set-Cookie") == ["a=1; Path=/", "b=2; Expires=Wed, 09 Jun 2027 10:18:14 GMT"]

@@ -126,3 +126,17 @@ def test_pool_size_limits_idle_connections(make_daemon, upstream):
     # The burst needed 4 upstream connections at once; only 1 stays pooled.
     assert upstream.stats()["handshakes"] == 4, upstream.stats()
     assert wait_until(lambda: upstream.stats()["open"] <= 1, 3), upstream.stats()
+
+
+def test_upstream_connection_close_not_reused(daemon, upstream):
+    """An upstream response with Connection: close takes its connection out of the pool."""
+    with RawConn(daemon.port) as c:
+        c.send(build_request("GET", "/sizeclose/10"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == payload(10)
+        # The client connection itself may stay open: Connection: close was the upstream's hop.
+        c.send(build_request("GET", "/echo/next"))
+        r2 = c.read_response()
+    assert r2.status == 200
+    assert [h["path"] for h in upstream.heads] == ["/sizeclose/10", "/echo/next"]
+    assert upstream.stats()["handshakes"] == 2

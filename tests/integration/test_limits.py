@@ -137,3 +137,28 @@ def test_max_connections_503(make_daemon, upstream):
             return False
     assert wait_until(served, 5, interval=0.1)
     assert d.alive()
+
+
+def test_max_connections_counts_all_routes(make_daemon, make_upstream, pki):
+    from harness import free_port
+    a, b = make_upstream(), make_upstream()
+    pa, pb = free_port(), free_port()
+    d = make_daemon(glob={"max_connections": "2"}, routes=[
+        ("a", {"listen": "127.0.0.1:%d" % pa, "upstream": a.url, "upstream_ca_file": str(pki.ca)}),
+        ("b", {"listen": "127.0.0.1:%d" % pb, "upstream": b.url, "upstream_ca_file": str(pki.ca)}),
+    ])
+    d.wait_listening()
+    idle = [RawConn(pa), RawConn(pb)]
+    try:
+        time.sleep(0.2)
+        for port in (pa, pb):
+            with RawConn(port) as c:
+                try:
+                    c.send(build_request("GET", "/echo"))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                assert_tlslift_error(c.read_response(), 503)
+    finally:
+        for c in idle:
+            c.close()
+    assert a.stats()["heads"] == 0 and b.stats()["heads"] == 0

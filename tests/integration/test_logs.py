@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from harness import RawConn, build_request, chunk_encode, exchange, payload, wait_until
 
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"
@@ -70,13 +72,40 @@ def test_reused_and_tls12(make_upstream, make_daemon):
 
 
 def test_own_response_has_reason(daemon, upstream):
-    r = exchange(daemon.port, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
+    req = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"
+    r = exchange(daemon.port, req)
     assert r.status == 400
     line = _access(daemon, 1)[-1]
     m = ACCESS.match(line)
     assert m, line
     assert m["status"] == "400" and m["reason"] != "-"
     assert m["tls"] == "-"
+    assert int(m["out"]) == len(r.raw)
+    assert 0 < int(m["in"]) <= len(req)
+
+
+REFUSED = {
+    "400": b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    "405": b"CONNECT api.example:443 HTTP/1.1\r\nHost: api.example:443\r\n\r\n",
+    "414": build_request("GET", "/" + "a" * 9000),
+    "431": build_request("GET", "/", [("X-Big", "b" * 17000)]),
+}
+
+
+@pytest.mark.parametrize("status", sorted(REFUSED))
+def test_in_out_for_refused_requests(daemon, upstream, status):
+    """in/out count the bytes of refused requests too (in: what tlslift read of the head)."""
+    req = REFUSED[status]
+    with RawConn(daemon.port) as c:
+        c.send(req)
+        r = c.read_response()
+    assert r.status == int(status)
+    m = ACCESS.match(_access(daemon, 1)[-1])
+    assert m, daemon.stderr()
+    assert m["status"] == status
+    assert int(m["out"]) == len(r.raw)
+    assert 0 < int(m["in"]) <= len(req), "in=%s for a %s after reading the head (%d bytes sent)" % (
+        m["in"], status, len(req))
 
 
 def test_upstream_failure_logged(make_upstream, make_daemon):
@@ -120,10 +149,12 @@ def test_every_line_has_the_format(make_daemon, upstream):
 
 def test_access_log_to_file(make_daemon, upstream, tmp_path):
     path = tmp_path / "access.log"
+    path.write_text("an earlier line\n")
     d = make_daemon(upstream, glob={"access_log": str(path)})
     assert exchange(d.port, build_request("GET", "/echo?secretq=1")).status == 200
     assert wait_until(lambda: path.exists() and " access " in path.read_text(), 3)
     lines = path.read_text().splitlines()
+    assert lines[0] == "an earlier line", "access_log must append"
     assert ACCESS.match(lines[-1]), lines
     assert "secretq" not in path.read_text()
     assert " access " not in d.stderr()

@@ -9,6 +9,8 @@ import json
 import os
 import re
 import signal
+import socket
+import urllib.error
 import urllib.request
 
 from harness import free_port, wait_until
@@ -98,8 +100,6 @@ def test_bad_reload_keeps_old_config(make_daemon, make_upstream):
 def test_reload_failing_to_bind_keeps_old_listener(make_daemon, make_upstream):
     """A valid file whose new listen address cannot be bound: the reload fails,
     the old listener keeps serving."""
-    import socket
-
     old = make_upstream()
     d = make_daemon(old)
     taken = socket.socket()

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from harness import tlslift_bin, wait_until
+from harness import tlslift_bin
 
 
 def mono_usec():
@@ -100,6 +100,7 @@ def test_notify_messages_in_order(make_daemon, upstream, notify, monkeypatch, ab
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     d = make_daemon(upstream)
+    d.expect_exit = True  # stopped by the test, which checks the exit code
 
     _, ready, raw = n.expect("READY")
     assert ready.get("STATUS"), "READY=1 without STATUS=: %r" % raw

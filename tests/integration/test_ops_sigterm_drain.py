@@ -30,6 +30,7 @@ def start_slow(d, up, ms):
 
 def test_sigterm_lets_slow_request_finish(make_daemon, upstream):
     d = make_daemon(upstream, glob={"shutdown_timeout": "5s"})
+    d.expect_exit = True  # the test stops it and checks the exit code
 
     # An idle keep-alive connection: closed at once on SIGTERM.
     idle = RawConn(d.port, timeout=5)
@@ -69,6 +70,7 @@ def test_sigterm_lets_slow_request_finish(make_daemon, upstream):
 
 def test_sigterm_with_nothing_in_flight_exits_at_once(make_daemon, upstream):
     d = make_daemon(upstream, glob={"shutdown_timeout": "10s"})
+    d.expect_exit = True  # the test stops it and checks the exit code
     st, _, _ = d.request("GET", "/echo/x")
     assert st == 200
     t = time.monotonic()
@@ -80,6 +82,7 @@ def test_sigterm_with_nothing_in_flight_exits_at_once(make_daemon, upstream):
 
 def test_sigterm_gives_up_after_shutdown_timeout(make_daemon, upstream):
     d = make_daemon(upstream, glob={"shutdown_timeout": "1"})
+    d.expect_exit = True  # the test stops it and checks the exit code
     slow = start_slow(d, upstream, 4000)
     t_term = time.monotonic()
     os.kill(d.proc.pid, signal.SIGTERM)
@@ -102,6 +105,7 @@ def test_sigterm_gives_up_after_shutdown_timeout(make_daemon, upstream):
 
 def test_sigint_drains_too(make_daemon, upstream):
     d = make_daemon(upstream, glob={"shutdown_timeout": "5s"})
+    d.expect_exit = True  # the test stops it and checks the exit code
     slow = start_slow(d, upstream, 700)
     os.kill(d.proc.pid, signal.SIGINT)
     assert d.wait_log(r"SIGINT: stopping", timeout=2), d.stderr()

@@ -72,3 +72,21 @@ def test_valid_chunked_with_extension_and_trailer_is_not_rejected(daemon, upstre
         r = c.read_response()
     assert r.status == 200
     assert upstream.requests[-1]["body"] == "hello"
+
+
+@pytest.mark.parametrize("name,must,must_not", [
+    ("two_content_lengths", "content-length", "transfer-encoding"),
+    ("content_length_list", "content-length", "transfer-encoding"),
+    ("te_chunked_identity", "transfer-encoding", None),
+    ("bad_chunk_size", "chunk", None),
+])
+def test_reason_names_the_problem(daemon, upstream, name, must, must_not):
+    """The one-line reason says what was wrong with the request."""
+    with RawConn(daemon.port) as c:
+        c.send(CASES[name])
+        r = c.read_response()
+    assert r.status == 400
+    reason = r.body.decode("latin-1").lower()
+    assert must in reason, reason
+    if must_not:
+        assert must_not not in reason, reason

@@ -38,3 +38,24 @@ def test_cut_body_closes_client(daemon, upstream):
     daemon.assert_serving(upstream)
     acc = daemon.wait_access(2)
     assert acc[0]["status"] == "200" and acc[0]["reason"] != "-", [a["_line"] for a in acc]
+
+
+def test_response_with_two_content_lengths_502(daemon, upstream):
+    with RawConn(daemon.port) as c:
+        c.send(build_request("GET", "/twocl"))
+        r = c.read_response()
+        assert_tlslift_error(r, 502)
+    daemon.assert_serving(upstream)
+
+
+def test_response_with_cl_and_te_not_relayed_ambiguously(daemon, upstream):
+    """Content-Length + Transfer-Encoding from the upstream: a 502, or one framing toward the client."""
+    with RawConn(daemon.port) as c:
+        c.send(build_request("GET", "/clte"))
+        r = c.read_response()
+    if r.status == 502:
+        assert_tlslift_error(r, 502)
+    else:
+        assert not (r.has_header("Content-Length") and r.has_header("Transfer-Encoding")), r.headers
+        assert r.body == b"abc"
+    daemon.assert_serving(upstream)
