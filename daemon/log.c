@@ -144,7 +144,11 @@ log_access(const char *fmt, ...)
 
     if (access_fd < 0)
         return;
+    /* The priority prefix is for the journal only, not for an access file. */
+    int was = journal;
+    journal = journal && access_fd == STDERR_FILENO;
     n = stamp(buf, sizeof(buf), 6);
+    journal = was;
     m = snprintf(buf + n, sizeof(buf) - n, "access ");
     if (m > 0)
         n += (size_t)m;
