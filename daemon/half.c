@@ -349,6 +349,9 @@ half_close_gracefully(struct half *h, uint64_t linger_ms)
 {
     if (h->closing || h->shut)
         return;
+    /* A TLS peer learns that the end is deliberate (not a truncation). */
+    if (h->tls && !h->handshaking)
+        h->eng->close_notify(h->tls);
     h->shut = true;
     h->linger_ms = linger_ms;
     half_stop_read(h);
