@@ -269,9 +269,17 @@ release_up(struct downstream *ds, bool reusable)
 static void
 close_after_response(struct downstream *ds)
 {
-    if (ds->h.tls && !ds->h.handshaking && !ds->h.closing && !ds->h.shut)
+    const uint8_t *p;
+    size_t n;
+    /* Linger only when the client may still be sending: a request not read
+     * to its end, or bytes of a next one. */
+    bool quiet = ds->rq == RQ_DONE && half_data(&ds->h, &p, &n) == 0 && n == 0;
+
+    if (ds->h.tls && !ds->h.handshaking && !ds->h.closing && !ds->h.shut) {
+        half_flush(&ds->h); /* the queued plaintext goes into records before the alert */
         ds->h.eng->close_notify(ds->h.tls);
-    half_close_gracefully(&ds->h, LINGER_MS);
+    }
+    half_close_gracefully(&ds->h, quiet ? 0 : LINGER_MS);
 }
 
 /* Close without an answer of our own: for a client that left, or a response
@@ -743,14 +751,14 @@ on_req_head(void *user, struct http_head *h)
     }
     ds->rq = RQ_BODY;
     ds->rs = RS_WAIT;
-    http_parser_free(ds->resp);
     struct http_limits lim = {
         .max_line = 65536,
         .max_head = r->lim.max_header_size * 4 > 65536 ? r->lim.max_header_size * 4 : 65536,
         .max_headers = r->lim.max_headers * 2 > 256 ? r->lim.max_headers * 2 : 256,
     };
-    ds->resp = http_parser_new(HTTP_KIND_RESPONSE, &lim, &resp_cb, ds);
-    if (!ds->resp) {
+    if (ds->resp)
+        http_parser_reset(ds->resp, &lim);
+    else if (!(ds->resp = http_parser_new(HTTP_KIND_RESPONSE, &lim, &resp_cb, ds))) {
         ds->fail_status = 503;
         ds->fail_reason = "out of memory";
         return -1;

@@ -22,6 +22,7 @@ half_init(uv_loop_t *loop, struct half *h, const struct half_ops *ops, void *own
     h->owner = owner;
     h->loop = loop;
     bufq_init(&h->tx);
+    bufq_init(&h->ptx);
     uv_tcp_init(loop, &h->tcp);
     uv_timer_init(loop, &h->timer);
     h->tcp.data = h;
@@ -201,15 +202,7 @@ half_send(struct half *h, const void *p, size_t n)
 {
     if (h->closing)
         return UV_ECANCELED;
-    if (h->tls) {
-        int rc = h->eng->write(h->tls, p, n);
-        if (rc != TLSIO_OK) {
-            h->tls_err = rc;
-            return rc == TLSIO_ERR_NOMEM ? UV_ENOMEM : UV_EPROTO;
-        }
-        return 0;
-    }
-    return bufq_push(&h->tx, p, n) ? UV_ENOMEM : 0;
+    return bufq_push(h->tls ? &h->ptx : &h->tx, p, n) ? UV_ENOMEM : 0;
 }
 
 static void on_write(uv_write_t *req, int status);
@@ -239,12 +232,40 @@ maybe_shutdown(struct half *h)
         half_close(h);
 }
 
+/* Encrypt the queued plaintext into records (at most BUFQ_CHUNK each). */
+static int
+encrypt_pending(struct half *h)
+{
+    struct iovec iov[MAX_IOV];
+    int n;
+
+    while ((n = bufq_peek(&h->ptx, iov, MAX_IOV)) > 0) {
+        for (int i = 0; i < n; i++) {
+            int rc = h->eng->write(h->tls, iov[i].iov_base, iov[i].iov_len);
+            if (rc != TLSIO_OK) {
+                h->tls_err = rc;
+                return UV_EPROTO;
+            }
+            bufq_consume(&h->ptx, iov[i].iov_len);
+        }
+    }
+    return 0;
+}
+
 void
 half_flush(struct half *h)
 {
     struct iovec iov[MAX_IOV];
     uv_buf_t bufs[MAX_IOV];
     int n, rc;
+
+    if (h->tls && !h->handshaking && bufq_len(&h->ptx) && !h->closing && encrypt_pending(h) != 0) {
+        if (h->shut)
+            half_close(h);
+        else
+            h->ops->on_error(h, UV_EPROTO);
+        return;
+    }
 
     if (h->writing || h->closing || bufq_len(&h->tx) == 0) {
         maybe_shutdown(h);
@@ -349,9 +370,6 @@ half_close_gracefully(struct half *h, uint64_t linger_ms)
 {
     if (h->closing || h->shut)
         return;
-    /* A TLS peer learns that the end is deliberate (not a truncation). */
-    if (h->tls && !h->handshaking)
-        h->eng->close_notify(h->tls);
     h->shut = true;
     h->linger_ms = linger_ms;
     half_stop_read(h);
@@ -369,6 +387,7 @@ on_handle_closed(uv_handle_t *handle)
     if (--h->open_handles > 0)
         return;
     bufq_clear(&h->tx);
+    bufq_clear(&h->ptx);
     if (h->tls)
         h->eng->free(h->tls);
     h->tls = NULL;

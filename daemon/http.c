@@ -302,6 +302,20 @@ http_parser_new(enum http_kind kind, const struct http_limits *lim, const struct
 }
 
 void
+http_parser_reset(struct http_parser *hp, const struct http_limits *lim)
+{
+    llhttp_init(&hp->p, hp->kind == HTTP_KIND_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &settings);
+    hp->p.data = hp;
+    hp->lim = *lim;
+    hp->state = HP_IDLE;
+    hp->head_bytes = 0;
+    hp->field_open = hp->no_body = hp->paused = false;
+    hp->err_status = 0;
+    hp->err_reason = NULL;
+    hp->head.len = hp->head.nfields = 0;
+}
+
+void
 http_parser_free(struct http_parser *hp)
 {
     if (!hp)

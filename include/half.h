@@ -47,6 +47,8 @@ struct half {
     struct iobuf rx; /* from the socket: ciphertext with TLS, else plaintext */
     struct iobuf px; /* TLS only: decrypted and not yet consumed */
     struct bufq tx;  /* to the socket */
+    struct bufq ptx; /* TLS only: plaintext queued, encrypted at flush (so a
+                      * burst of small sends becomes few records) */
     void *tls;       /* the TLS session, driven through eng; NULL for plain */
     const struct tls_engine *eng;
     uv_write_t wreq;
@@ -78,7 +80,7 @@ void half_flush(struct half *h);
 static inline size_t
 half_tx_len(const struct half *h)
 {
-    return bufq_len(&h->tx);
+    return bufq_len(&h->tx) + bufq_len(&h->ptx);
 }
 /* Arm (ms > 0) or stop (ms == 0) the half's timer. */
 void half_timer(struct half *h, uint64_t ms);

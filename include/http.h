@@ -63,6 +63,10 @@ struct http_parser; /* opaque: llhttp stays in http.c */
 struct http_parser *http_parser_new(enum http_kind kind, const struct http_limits *lim,
                                     const struct http_cb *cb, void *user);
 void http_parser_free(struct http_parser *hp);
+/* Start over for a new connection's worth of messages with limits LIM,
+ * keeping the allocated head buffers (one parser per client connection
+ * serves every response it relays). */
+void http_parser_reset(struct http_parser *hp, const struct http_limits *lim);
 
 /* Feed bytes. Returns HTTP_OK (all consumed), HTTP_PAUSED (a message ended;
  * *used bytes were consumed, the rest belong to the next message) or

@@ -471,25 +471,37 @@ class Proxy:
 class Tlslift(Proxy):
     name = "tlslift"
 
-    def start(self, max_conn=1024):
+    def start(self, max_conn=1024, tls=None):
+        """TLS: None, or (cert, key, min_version) for a listener that also
+        accepts TLS (tls_cert/tls_key/tls_min_version)."""
         e = self.env
         self.n = getattr(self, "n", 0) + 1
         self.port = free_port()
         d = f"{e.tmp}/tlslift"
         os.makedirs(d, exist_ok=True)
         conf = f"{d}/tlslift-{self.n}.ini"
+        # started as root (e.g. in a VM): tlslift refuses to keep root unless told
+        root = "run_as_root = yes\n" if os.geteuid() == 0 else ""
+        tls_keys = ""
+        if tls:
+            tls_keys = f"tls_cert = {tls[0]}\ntls_key = {tls[1]}\ntls_min_version = {tls[2]}\n"
         with open(conf, "w") as f:
-            f.write(f"[tlslift]\nlog_level = warn\naccess_log = off\nca_file = {e.ca}\n"
+            f.write(f"[tlslift]\n{root}log_level = warn\naccess_log = off\nca_file = {e.ca}\n"
                     f"max_connections = {max_conn}\n"
-                    f"[route bench]\nlisten = {HOST}:{self.port}\nupstream = https://localhost:{e.up_port}\n")
+                    f"[route bench]\nlisten = {HOST}:{self.port}\nupstream = https://localhost:{e.up_port}\n"
+                    f"{tls_keys}")
         self.log = f"{d}/stderr-{self.n}.log"
         self.p = PROCS.start("tlslift", [e.tlslift, "-c", conf], cpu=e.proxy_cpu,
                              stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
         if not wait_port(self.port, self.p):
             raise RuntimeError(f"tlslift did not start:\n{tail(self.log)}")
 
+    # start-up warnings the bench provokes on purpose (root in a VM, TLS 1.0)
+    EXPECTED_WARN = ("running as root (run_as_root = yes)", "old TLS is weak")
+
     def errlog(self):
-        return tail(self.log, 8)
+        lines = tail(self.log, 8 + len(self.EXPECTED_WARN)).splitlines(True)
+        return "".join(ln for ln in lines if not any(w in ln for w in self.EXPECTED_WARN))
 
 
 class NginxProxy(Proxy):
@@ -840,6 +852,407 @@ def scenario_upload(env, proxy, how):
 
 
 # --------------------------------------------------------------------------
+# TLS 1.0 from legacy clients (issue 3): full and resumed TLS 1.0 handshakes
+# per second against tlslift's TLS listener (BearSSL) and against
+# `openssl s_server -tls1` on the same RSA leaf, chain and suite; and the
+# latency a TLS 1.0 keep-alive request adds over a plain one on the same
+# tlslift listener.
+
+TLS10_SUITES = "ECDHE-RSA-AES128-SHA,AES128-SHA"
+
+
+class SServer:
+    """openssl s_server -tls1 -www: the same leaf and chain as tlslift's
+    listener, its internal session cache on (resumption by session ID), and
+    session tickets off, as BearSSL has none."""
+
+    name = "s_server"
+
+    def __init__(self, env, crt, chain, key, suites):
+        self.env, self.crt, self.chain, self.key, self.suites = env, crt, chain, key, suites
+        self.p = None
+        self.port = None
+
+    def start(self):
+        e = self.env
+        self.port = free_port()
+        self.log = f"{e.tmp}/tls10/s_server.log"
+        argv = ["openssl", "s_server", "-accept", f"{HOST}:{self.port}", "-tls1", "-cert", self.crt,
+                "-cert_chain", self.chain, "-key", self.key, "-cipher", ":".join(self.suites) + ":@SECLEVEL=0",
+                "-no_ticket", "-www", "-quiet"]
+        self.p = PROCS.start("s_server", argv, cpu=e.proxy_cpu, stdout=open(self.log, "w"),
+                             stderr=subprocess.STDOUT)
+        if not wait_port(self.port, self.p):
+            raise RuntimeError(f"openssl s_server did not start:\n{tail(self.log)}")
+
+    def pids(self):
+        return tree(self.p.pid)
+
+    def stop(self):
+        if self.p:
+            PROCS.stop(self.p)
+            self.p = None
+
+
+def stime_usable():
+    """openssl s_time with -new, -reuse, -tls1 and -cipher?"""
+    try:
+        cp = subprocess.run(["openssl", "s_time", "-help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return all(re.search(rf"^\s*{re.escape(f)}\s", cp.stdout, re.M) for f in ("-new", "-reuse", "-tls1", "-cipher"))
+
+
+def tls10_client_ctx(suite, cafile=None):
+    """A Python ssl client context limited to TLS 1.0 and SUITE (SECLEVEL=0:
+    OpenSSL 3 refuses TLS 1.0's SHA-1 signatures at its default level)."""
+    import ssl
+    import warnings
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1 is deprecated: that is the point
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1
+    ctx.set_ciphers(f"{suite}:@SECLEVEL=0")
+    ctx.options |= ssl.OP_NO_TICKET  # resume by session ID, as BearSSL does
+    if cafile:
+        ctx.load_verify_locations(cafile)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def py_handshake(ctx, port, session):
+    """One TLS 1.0 handshake, no request; (resumed, version, session)."""
+    raw = socket.create_connection((HOST, port), timeout=10)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else close_notify waits on delayed ACKs
+    try:
+        s = ctx.wrap_socket(raw, session=session)
+    except BaseException:
+        raw.close()
+        raise
+    try:
+        reused, ver, sess = s.session_reused, s.version(), s.session
+        try:
+            s.unwrap()  # close_notify both ways: after an unclean close s_server drops the session
+        except (OSError, ValueError):
+            pass
+        return reused, ver, sess
+    finally:
+        s.close()
+
+
+def handshakes_python(port, suite, reuse, secs, max_n=1000000):
+    """Bounded loop: up to MAX_N handshakes, for SECS seconds at most."""
+    ctx = tls10_client_ctx(suite)
+    saved = py_handshake(ctx, port, None)[2] if reuse else None  # unmeasured
+    n = resumed = tls1 = 0
+    t_end = time.monotonic() + secs
+    while n < max_n and time.monotonic() < t_end:
+        r, ver, sess = py_handshake(ctx, port, saved)
+        n += 1
+        resumed += bool(r)
+        tls1 += ver == "TLSv1"
+        if reuse and not r:
+            saved = sess
+    return n, resumed, tls1
+
+
+def handshakes_stime(env, port, suite, reuse, secs, tag):
+    """openssl s_time without -www: handshake, then close, no request.
+    Its progress marks: 't' a new TLS 1.0 session, 'r' a resumed one."""
+    argv = ["openssl", "s_time", "-connect", f"{HOST}:{port}", "-reuse" if reuse else "-new",
+            "-time", str(secs), "-tls1", "-cipher", f"{suite}:@SECLEVEL=0"]
+    if env.load_cpu is not None:
+        argv = ["taskset", "-c", str(env.load_cpu)] + argv
+    cp = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=secs + 30)
+    out = cp.stdout.decode(errors="replace")
+    with open(f"{env.tmp}/tls10/s_time-{tag}.txt", "w") as f:
+        f.write(" ".join(argv) + "\n" + out)
+    counts = re.findall(r"^(\d+) connections in [\d.]+s;", out, re.M)
+    if not counts:
+        raise RuntimeError("s_time failed: " + " ".join(out.split())[-400:])
+    marks = "".join(ln.strip() for ln in out.splitlines() if re.fullmatch(r"[rt3*]+", ln.strip()))
+    return int(counts[-1]), marks.count("r"), marks.count("t")
+
+
+def hs_once(env, client, server, suite, reuse, secs, tag):
+    """One measured handshake run against SERVER (has .port and .pids())."""
+    pids = server.pids()
+    c0, t0 = cpu_ticks(pids), time.monotonic()
+    who = resource.RUSAGE_CHILDREN if client == "s_time" else resource.RUSAGE_SELF
+    r0 = resource.getrusage(who)
+    if client == "s_time":
+        n, resumed, tls1 = handshakes_stime(env, server.port, suite, reuse, secs, tag)
+    else:
+        n, resumed, tls1 = handshakes_python(server.port, suite, reuse, secs)
+    r1 = resource.getrusage(who)
+    wall = time.monotonic() - t0
+    cpu = (cpu_ticks(server.pids()) - c0) / CLK_TCK
+    cli = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    if n == 0:
+        raise RuntimeError("no handshake completed")
+    return {
+        "n": n,
+        "hs_s": n / wall,
+        "hs_cpu": n / cpu if cpu > 0 else float("nan"),
+        "cpu_pct": 100.0 * cpu / wall,
+        "client_pct": 100.0 * cli / wall,
+        "resumed_pct": 100.0 * resumed / n,
+        "tls1_pct": 100.0 * (resumed + tls1) / n if client == "s_time" else 100.0 * tls1 / n,
+    }
+
+
+def tls_probe(port, suite):
+    """openssl s_client once: the ECDHE group and the handshake's size."""
+    try:
+        cp = subprocess.run(["openssl", "s_client", "-connect", f"{HOST}:{port}", "-tls1", "-cipher",
+                             f"{suite}:@SECLEVEL=0", "-no_ticket"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as ex:
+        return f"s_client failed: {ex}"
+    out = cp.stdout
+    parts = []
+    m = re.search(r"Protocol\s*:\s*(\S+)", out)
+    parts.append(m.group(1) if m else "no TLS session")
+    m = re.search(r"Cipher is (\S+)", out)
+    if m:
+        parts.append(m.group(1))
+    m = re.search(r"Server Temp Key: ([^\n]+)", out)
+    if m:
+        parts.append("ECDHE " + m.group(1).strip())
+    parts.append(f"{len(re.findall(r'^ *[0-9]+ s:', out, re.M)) or '?'} certs")
+    m = re.search(r"handshake has read (\d+) bytes and written (\d+)", out)
+    if m:
+        parts.append(f"server sent {m.group(1)} B")
+    return ", ".join(parts)
+
+
+def cpu_ns(pids):
+    """On-CPU time of PIDS (all threads) in ns from /proc/PID/task/*/schedstat,
+    finer than the clock ticks of /proc/PID/stat; None if not available."""
+    t = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    t += int(f.read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+            except (OSError, ValueError, IndexError):
+                return None
+    return t
+
+
+def pct(xs, q):
+    """Nearest-rank percentile of the sorted list XS."""
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, max(0, int(round(q / 100.0 * len(xs) + 0.5)) - 1))]
+
+
+def tls10_latency(env, proxy, cafile, suite, n, block=10, limit_s=60.0):
+    """N sequential keep-alive GETs on one TLS 1.0 connection and N on one
+    plain connection, both to tlslift's TLS listener, in alternating blocks
+    of BLOCK requests (so a drift in the machine's load hits both alike);
+    bounded by LIMIT_S seconds. Latency per request is sendall to the end of
+    the response, client side (Python, CPU 1)."""
+    ctx = tls10_client_ctx(suite, cafile)
+    req = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    socks, bufs = {}, {"plain": b"", "tls": b""}
+    try:
+        socks["plain"] = socket.create_connection((HOST, proxy.port), timeout=10)
+        raw = socket.create_connection((HOST, proxy.port), timeout=10)
+        socks["tls"] = ctx.wrap_socket(raw, server_hostname="localhost")
+        for s in socks.values():
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        version, cipher = socks["tls"].version(), socks["tls"].cipher()[0]
+        lat = {"plain": [], "tls": []}
+        cpu = {"plain": 0.0, "tls": 0.0}  # seconds
+        use_ns = cpu_ns(proxy.pids()) is not None
+        bad = {"plain": 0, "tls": 0}
+
+        def one(kind):
+            t0 = time.perf_counter_ns()
+            socks[kind].sendall(req)
+            st, body, bufs[kind] = read_response(socks[kind], bufs[kind])
+            dt = time.perf_counter_ns() - t0
+            if st != 200 or body != BODY:
+                bad[kind] += 1
+            return dt
+
+        for _ in range(200):  # warm-up: the upstream connection, caches
+            one("plain")
+            one("tls")
+        bad = {"plain": 0, "tls": 0}
+        deadline = time.monotonic() + limit_s
+        rnd = 0
+        while min(len(v) for v in lat.values()) < n and time.monotonic() < deadline:
+            order = ("plain", "tls") if rnd % 2 == 0 else ("tls", "plain")
+            rnd += 1
+            for kind in order:
+                k = min(block, n - len(lat[kind]))
+                pids = proxy.pids()
+                c0 = cpu_ns(pids) if use_ns else cpu_ticks(pids)
+                for _ in range(k):
+                    lat[kind].append(one(kind))
+                c1 = cpu_ns(pids) if use_ns else cpu_ticks(pids)
+                cpu[kind] += (c1 - c0) / 1e9 if use_ns else (c1 - c0) / CLK_TCK
+    finally:
+        for s in socks.values():
+            s.close()
+    res = {"version": version, "cipher": cipher, "limit_s": limit_s, "block": block,
+           "cpu_src": "schedstat" if use_ns else "stat ticks"}
+    for kind, xs in lat.items():
+        xs = sorted(x / 1000.0 for x in xs)
+        res[kind] = {
+            "n": len(xs),
+            "p50_us": pct(xs, 50),
+            "p99_us": pct(xs, 99),
+            "mean_us": statistics.fmean(xs) if xs else float("nan"),
+            "cpu_us": 1e6 * cpu[kind] / len(xs) if xs else float("nan"),
+            "bad": bad[kind],
+        }
+    return res
+
+
+def scenario_tls10(env):
+    args = env.args
+    d = f"{env.tmp}/tls10"
+    cp = run([env.tlslift, "mkcert", "--ca", d, "localhost"])
+    crt, key, ca = f"{d}/localhost.crt", f"{d}/localhost.key", f"{d}/ca.crt"
+    if not all(os.path.exists(x) for x in (crt, key, ca)):
+        raise RuntimeError("tlslift mkcert did not write the leaf: " + cp.stdout.decode(errors="replace"))
+    txt = run(["openssl", "x509", "-in", crt, "-noout", "-text"]).stdout.decode(errors="replace")
+    m = re.search(r"Public Key Algorithm: (\S+).*?Public-Key: \((\d+) bit\)", txt, re.S)
+    leaf = f"{m.group(1).replace('Encryption', '').upper()} {m.group(2)}" if m else "?"
+    suites = [x for x in args.tls10_suites.split(",") if x]
+    client = args.tls10_client
+    if client == "auto":
+        client = "s_time" if stime_usable() else "python"
+    out = {"leaf": leaf, "client": client, "suites": suites, "hs": {}, "probe": {}, "notes": [], "servers": []}
+    px = Tlslift(env)
+    ss = SServer(env, crt, ca, key, suites)
+    try:
+        servers = []
+        try:
+            px.start(tls=(crt, key, "1.0"))
+            servers.append(px)
+        except RuntimeError as ex:
+            out["notes"].append(f"tlslift: {ex}")
+        try:
+            ss.start()
+            servers.append(ss)
+        except (RuntimeError, OSError) as ex:
+            out["notes"].append(f"s_server: {ex}")
+        out["servers"] = [s.name for s in servers]
+        for s in servers:
+            for suite in suites:
+                out["probe"][(s.name, suite)] = tls_probe(s.port, suite)
+        for s in servers:  # warm-up, not measured
+            try:
+                hs_once(env, client, s, suites[0], False, 1, f"{s.name}-warmup")
+            except (RuntimeError, OSError, subprocess.SubprocessError) as ex:
+                out["notes"].append(f"{s.name} warm-up: {ex}")
+        runs = {}
+        for i in range(args.repeat):
+            for suite in suites:
+                for reuse in (False, True):
+                    for s in servers:
+                        mode = "resumed" if reuse else "full"
+                        log(f"[tls10] {s.name} {suite} {mode} handshakes ({client}), run {i + 1}/{args.repeat} ...")
+                        try:
+                            r = hs_once(env, client, s, suite, reuse, args.duration, f"{s.name}-{suite}-{mode}-{i}")
+                            runs.setdefault((suite, reuse, s.name), []).append(r)
+                        except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as ex:
+                            log(f"  failed: {ex}")
+                            out["notes"].append(f"{s.name} {suite} {mode}: {ex}")
+        for k, rs in runs.items():
+            res = median_result(rs)
+            res["runs"] = rs
+            out["hs"][k] = res
+        if px.p:
+            log(f"[tls10] tlslift keep-alive GET, TLS 1.0 ({suites[0]}) vs plain, "
+                f"{args.tls10_requests} requests each ...")
+            try:
+                out["lat"] = tls10_latency(env, px, ca, suites[0], args.tls10_requests)
+            except (OSError, ValueError, IndexError, ConnectionError) as ex:
+                log(f"  failed: {ex}")
+                out["notes"].append(f"latency: {ex}")
+        for s in servers:
+            if s.p and s.p.poll() is not None:
+                out["notes"].append(f"{s.name} died (exit {s.p.returncode})")
+        if px.p:
+            el = px.errlog().strip()
+            if el:
+                out["notes"].append("tlslift log tail:\n    " + el.replace("\n", "\n    "))
+    finally:
+        px.stop()
+        ss.stop()
+    return out
+
+
+def report_tls10(env, t):
+    args = env.args
+    log("-" * 100)
+    how = (f"openssl s_time -new/-reuse -time {args.duration}, handshake then close" if t["client"] == "s_time"
+           else f"Python ssl loop for {args.duration} s, handshake then close_notify")
+    log(f"TLS 1.0 handshakes: {t['leaf']} leaf from tlslift mkcert (+ CA in the chain); {how}, no request;")
+    log("  server on CPU 0, client on CPU 1; s_server: -tls1 -no_ticket -www, session-ID cache (as BearSSL)")
+    log(f"{'suite':<22}{'handshake':<10}{'server':<10}{'hs/s':>9}{'hs/CPU-s':>10}{'server CPU':>11}"
+        f"{'client CPU':>11}{'resumed':>9}{'TLS 1.0':>9}")
+    for suite in t["suites"]:
+        for reuse in (False, True):
+            for name in ("tlslift", "s_server"):
+                r = t["hs"].get((suite, reuse, name))
+                if not r:
+                    continue
+                log(f"{suite:<22}{'resumed' if reuse else 'full':<10}{name:<10}{fmt(r['hs_s']):>9}"
+                    f"{fmt(r['hs_cpu']):>10}{fmt(r['cpu_pct']) + '%':>11}{fmt(r['client_pct']) + '%':>11}"
+                    f"{fmt(r['resumed_pct']) + '%':>9}{fmt(r['tls1_pct']) + '%':>9}")
+    ratios = []
+    for suite in t["suites"]:
+        for reuse in (False, True):
+            a, b = t["hs"].get((suite, reuse, "tlslift")), t["hs"].get((suite, reuse, "s_server"))
+            if a and b:
+                ratios.append(f"{suite} {'resumed' if reuse else 'full'} {a['hs_s'] / b['hs_s']:.2f}x hs/s, "
+                              f"{a['hs_cpu'] / b['hs_cpu']:.2f}x per CPU-s")
+    if ratios:
+        log("tlslift / s_server: " + "; ".join(ratios[:2]))
+        for i in range(2, len(ratios), 2):
+            log("                    " + "; ".join(ratios[i:i + 2]))
+    lat = t.get("lat")
+    if lat:
+        p, s = lat["plain"], lat["tls"]
+        log("-" * 100)
+        log(f"keep-alive GET through tlslift, TLS 1.0 ({lat['version']}, {lat['cipher']}) vs plain HTTP on the same "
+            f"listener: N sequential")
+        log(f"  on one connection each (alternating blocks of {lat['block']}, Python client on CPU 1, "
+            f"limit {lat['limit_s']:g} s; proxy CPU from {lat['cpu_src']})")
+        log(f"{'connection':<22}{'requests':>10}{'p50 us':>10}{'p99 us':>10}{'mean us':>10}{'proxy CPU us/req':>18}"
+            f"{'bad':>6}")
+        for label, r in (("plain HTTP", p), ("TLS 1.0", s)):
+            log(f"{label:<22}{r['n']:>10}{fmt(r['p50_us'], 1):>10}{fmt(r['p99_us'], 1):>10}{fmt(r['mean_us'], 1):>10}"
+                f"{fmt(r['cpu_us'], 1):>18}{r['bad']:>6}")
+        log(f"{'added by TLS 1.0':<22}{'':>10}{fmt(s['p50_us'] - p['p50_us'], 1):>10}"
+            f"{fmt(s['p99_us'] - p['p99_us'], 1):>10}{fmt(s['mean_us'] - p['mean_us'], 1):>10}"
+            f"{fmt(s['cpu_us'] - p['cpu_us'], 1):>18}")
+        log("  (latency is client-side: it includes the Python client's own TLS 1.0 work; p99 and proxy CPU/req")
+        log("  follow the machine's load, p50 is the steadiest figure)")
+    return [f"tls10 {name} {suite}: {desc}" for (name, suite), desc in t["probe"].items()] + \
+        [f"tls10 {n}" for n in t["notes"]] + \
+        [f"tls10 {suite} {'resumed' if reuse else 'full'} {name}: runs hs/s "
+         + ", ".join(fmt(x["hs_s"]) for x in r["runs"]) + "; hs/CPU-s " + ", ".join(fmt(x["hs_cpu"]) for x in r["runs"])
+         for (suite, reuse, name), r in t["hs"].items() if len(r["runs"]) > 1]
+
+
+# --------------------------------------------------------------------------
 
 
 class Env:
@@ -853,12 +1266,15 @@ def main():
     ap.add_argument("-n", "--idle-conns", type=int, default=1000)
     ap.add_argument("--upload-mib", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--scenarios", default="keepalive,close,idle,upload")
+    ap.add_argument("--scenarios", default="keepalive,close,idle,upload,tls10")
     ap.add_argument("--proxies", default="tlslift,nginx,stunnel")
     ap.add_argument("--tlslift", default=os.path.join(REPO, "build", "daemon", "tlslift"))
     ap.add_argument("--nginx", help="nginx binary ('none': as if not installed)")
     ap.add_argument("--stunnel", help="stunnel binary ('none': as if not installed)")
     ap.add_argument("--key", choices=["ec", "rsa"], default="ec")
+    ap.add_argument("--tls10-suites", default=TLS10_SUITES)
+    ap.add_argument("--tls10-requests", type=int, default=5000)
+    ap.add_argument("--tls10-client", choices=["auto", "s_time", "python"], default="auto")
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--origin", nargs=3, metavar=("PORT", "CERT", "KEY"), help=argparse.SUPPRESS)
@@ -1010,6 +1426,12 @@ def run_all(env, scen, proxies, have_curl):
                 except (RuntimeError, OSError, ValueError) as ex:
                     log(f"  failed: {ex}")
                     px.stop()
+    if "tls10" in scen:
+        log("[tls10] TLS 1.0 handshakes and keep-alive latency: tlslift vs openssl s_server ...")
+        try:
+            results[("tls10", "all")] = scenario_tls10(env)
+        except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as ex:
+            log(f"  failed: {ex}")
     report(env, results, proxies)
     return 0
 
@@ -1082,6 +1504,8 @@ def report(env, results, proxies):
                     notes.append(f"upload {how} {px.name}: status {r['status']}, upstream received {r['received']} bytes")
                 if r.get("log"):
                     notes.append(f"upload {how} {px.name} log tail:\n    " + r["log"].replace("\n", "\n    "))
+    if ("tls10", "all") in results:
+        notes += report_tls10(env, results[("tls10", "all")])
     log("=" * 100)
     log("req/CPU-s: requests per CPU-second of the proxy's processes (utime+stime); proxy CPU: busy % of its core;")
     log("core1: wrk + upstream busy % of CPU 1 (near 100% means the load side, not the proxy, set the req/s).")

@@ -11,7 +11,14 @@
 #   -n, --idle-conns N      idle client connections for the RSS test (default 1000)
 #       --upload-mib N      upload size for the streaming test (default 100)
 #       --repeat N          wrk runs per proxy and scenario; medians are printed (default 1)
-#       --scenarios LIST    comma list of keepalive,close,idle,upload (default all)
+#       --scenarios LIST    comma list of keepalive,close,idle,upload,tls10 (default all)
+#       --tls10-suites LIST TLS 1.0 suites (OpenSSL names) for the tls10 handshake
+#                           runs (default ECDHE-RSA-AES128-SHA,AES128-SHA); the
+#                           first is also the keep-alive latency run's suite
+#       --tls10-requests N  keep-alive GETs per connection kind in tls10 (default 5000)
+#       --tls10-client auto|s_time|python
+#                           handshake client (default auto: openssl s_time when it
+#                           has -new/-reuse/-tls1, else a Python ssl loop)
 #       --proxies LIST      comma list of tlslift,nginx,stunnel (default all installed)
 #       --tlslift PATH      the binary (default build/daemon/tlslift of this repo)
 #       --nginx PATH        nginx binary, or none (default: from PATH or /usr/sbin)
@@ -30,6 +37,16 @@
 # Missing competitors are skipped ("nginx not installed: skipped"); without
 # nginx the upstream falls back to a Python TLS server (throughput figures are
 # then bounded by it).
+#
+# tls10 (issue 3): full and resumed TLS 1.0 handshakes per second and per
+# server CPU-second against tlslift's TLS listener (tls_min_version = 1.0,
+# BearSSL) and against `openssl s_server -tls1 -no_ticket -www` on the same
+# RSA 2048 leaf and chain (from `tlslift mkcert`), per suite, with
+# `openssl s_time -new|-reuse -tls1` (handshake and close, no request) run
+# for --duration seconds; then N sequential keep-alive GETs on one TLS 1.0
+# connection and N on one plain connection to the same tlslift listener
+# (alternating blocks of 10, bounded by 60 s): p50/p99 per request and the
+# difference in microseconds.
 #
 # The proxy under test is pinned to CPU 0 (taskset -c 0); wrk, the upstream
 # and this script to CPU 1. Proxy CPU time is utime+stime from /proc/PID/stat

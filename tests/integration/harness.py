@@ -382,6 +382,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
                          "Content-Length: %d\r\nConnection: close\r\n\r\n" % n).encode() + payload(n))
             self.close_connection = True
+        elif kind == "trickle":
+            # The response in many tiny writes: each one becomes its own TLS record.
+            n = int(arg)
+            data = payload(n)
+            head = ("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                    "Content-Length: %d\r\n\r\n" % n).encode()
+            msg = head + data
+            for i in range(0, len(msg), 7):
+                self._write(msg[i:i + 7])
+        elif kind == "earlyhints":
+            b = b"final\n"
+            self._write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\n" + b)
         elif kind == "clte":
             # Response smuggling shape: both framings.
             self._write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -515,7 +528,7 @@ class Upstream:
       ciphers      OpenSSL TLS 1.2 cipher string
 
     Paths: /echo (JSON of the request), /size/N, /chunked/N, /close/N,
-    /close10/N, /sizeclose/N, /clte, /twocl, /cookies, /status/CODE, /mirror, /delay/MS, /hopbyhop, /cut/N, /stall,
+    /close10/N, /sizeclose/N, /trickle/N, /earlyhints, /clte, /twocl, /cookies, /status/CODE, /mirror, /delay/MS, /hopbyhop, /cut/N, /stall,
     /stallbody, /garbage, /drop. See _Handler._respond.
     """
 

@@ -1,10 +1,12 @@
 """Response framing toward HTTP/1.1 and HTTP/1.0 clients; HEAD, 204, 304; pipelining."""
 
 import json
+import socket
+import time
 
 import pytest
 
-from harness import RawConn, build_request, payload, sha256
+from harness import RawConn, build_request, chunk_encode, payload, sha256
 
 
 def _next_ok(c):
@@ -153,3 +155,57 @@ def test_response_version_is_http11(daemon, upstream):
         r = c.read_response()
     assert r.version == "HTTP/1.1"
     assert r.body == payload(10)
+
+
+def test_response_in_tiny_tls_records(daemon, upstream):
+    """The upstream writes its response 7 bytes at a time (one TLS record each)."""
+    with RawConn(daemon.port) as c:
+        c.send(build_request("GET", "/trickle/3000"))
+        r = c.read_response(timeout=10)
+        assert r.status == 200
+        assert r.body == payload(3000)
+        _next_ok(c)
+
+
+def test_interim_1xx_from_upstream(daemon, upstream):
+    """A 103 before the final response: the client ends up with the final 200 and its body."""
+    with RawConn(daemon.port) as c:
+        c.send(build_request("GET", "/earlyhints"))
+        r = c.read_response()
+        assert r.status == 200
+        assert r.body == b"final\n"
+        assert all(s == 103 for s, _, _ in r.interim)
+        _next_ok(c)
+
+
+def test_request_sent_byte_by_byte(daemon, upstream):
+    """A head and a chunked body that arrive one byte per read are parsed the same."""
+    body = b"hello, slow world"
+    req = build_request("POST", "/mirror", [("Transfer-Encoding", "chunked")],
+                        chunk_encode(body, sizes=(3, 5, 9)))
+    with RawConn(daemon.port) as c:
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for b in req:
+            c.send(bytes([b]))
+            time.sleep(0.002)
+        r = c.read_response()
+    assert r.status == 200
+    assert r.body == body
+    assert upstream.requests[-1]["body_sha256"] == sha256(body)
+
+
+@pytest.mark.parametrize("pool", ["fresh", "pooled"])
+def test_many_tiny_chunks(daemon, upstream, pool):
+    """10000 one-byte chunks (60 KB on the wire), on a new or on a pooled upstream connection."""
+    if pool == "pooled":
+        with RawConn(daemon.port) as c:
+            c.send(build_request("GET", "/echo/warm"))
+            assert c.read_response().status == 200
+    body = payload(10000)
+    req = build_request("POST", "/mirror", [("Transfer-Encoding", "chunked")], chunk_encode(body, sizes=(1,)))
+    with RawConn(daemon.port, timeout=10) as c:
+        c.send(req)
+        r = c.read_response()
+    assert r.status == 200
+    assert sha256(r.body) == sha256(body)
+    assert upstream.stats()["handshakes"] == 1

@@ -13,15 +13,12 @@ a crash), and the daemon goes on serving plain HTTP, TLS 1.0 and TLS 1.3 clients
 """
 
 import random
-import shutil
-import ssl
 import struct
 import time
 
 import pytest
 
-from harness import (SECLEVEL0, RawConn, build_request, client_hello, http_get_close,
-                     legacy_client_context, s_client, tls_conn)
+from harness import RawConn, build_request, client_hello, legacy_client_context, tls_conn
 
 ALERT = 21
 

@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from harness import (SECLEVEL0, RawConn, build_request, client_hello, http_get_close,
+from harness import (SECLEVEL0, RawConn, build_request, client_hello, free_port, http_get_close,
                      legacy_client_context, s_client, tls_conn)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -75,3 +75,44 @@ def test_python_tls10_client_refused(make_tls_daemon, upstream, mkcert_pki):
     with tls_conn(d2.port, ctx, server_hostname="api.raygun.com") as c:
         c.send(build_request("GET", "/echo/modern", [("Host", "api.raygun.com")]))
         assert c.read_response().status == 200
+
+
+def test_sslv3_client_refused(make_tls_daemon, upstream):
+    """A ClientHello offering SSL 3.0 at most gets protocol_version too."""
+    hello = bytearray(client_hello("1.0"))
+    assert hello[9:11] == b"\x03\x01"
+    hello[1:3] = b"\x03\x00"   # record version
+    hello[9:11] = b"\x03\x00"  # client_version
+    d = make_tls_daemon(upstream)
+    with RawConn(d.port, timeout=5) as c:
+        c.send(bytes(hello))
+        assert c.read_until_close(5) == PROTOCOL_VERSION_ALERT
+    assert d.wait_log(r"offers TLS SSL 3\.0 or older at most|SSL 3\.0"), d.stderr()
+    d.assert_serving(upstream)
+
+
+def test_min_version_per_route_on_shared_listen(make_daemon, make_upstream, mkcert_pki, pki):
+    """Route a (a.test) takes TLS 1.0, route b (b.test) on the same port wants 1.2: the
+    route the SNI picks decides."""
+    ua, ub = make_upstream(), make_upstream()
+    port = free_port()
+    routes = []
+    for name, up, minv in (("a", ua, "1.0"), ("b", ub, "1.2")):
+        crt, key = mkcert_pki.leaf("%s.test" % name)
+        routes.append((name, {"listen": "127.0.0.1:%d" % port, "server_name": "%s.test" % name,
+                              "upstream": up.url, "upstream_ca_file": str(pki.ca),
+                              "tls_cert": str(crt), "tls_key": str(key),
+                              "tls_min_version": minv}))
+    d = make_daemon(routes=routes)
+    legacy = ("-tls1", "-cipher", "DEFAULT:" + SECLEVEL0)
+    s = s_client(d.port, *legacy, data=http_get_close("/echo/b", host="b.test"),
+                 servername="b.test", cafile=mkcert_pki.ca)
+    assert not s.handshake_ok and "alert protocol version" in s.err, s.describe()
+    s = s_client(d.port, *legacy, data=http_get_close("/echo/a", host="a.test"),
+                 servername="a.test", cafile=mkcert_pki.ca)
+    assert s.handshake_ok and s.response()[0] == 200, s.describe()
+    s = s_client(d.port, "-tls1_2", data=http_get_close("/echo/b12", host="b.test"),
+                 servername="b.test", cafile=mkcert_pki.ca)
+    assert s.handshake_ok and s.response()[0] == 200, s.describe()
+    assert [r["path"] for r in ua.requests] == ["/echo/a"]
+    assert [r["path"] for r in ub.requests] == ["/echo/b12"]

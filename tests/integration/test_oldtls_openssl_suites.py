@@ -34,6 +34,8 @@ def test_suite(make_tls_daemon, upstream, mkcert_pki, flag, protocol, version, s
     assert s.handshake_ok, s.describe()
     assert (s.protocol, s.cipher) == (protocol, suite), s.describe()
     assert s.verify == 0, s.describe()
+    # The daemon ended the session with close_notify: s_client exits 0, no "unexpected eof".
+    assert s.rc == 0 and "unexpected eof" not in s.err, s.describe()
     status, headers, rbody = s.response()
     assert status == 200, s.describe()
     rec = json.loads(rbody)
