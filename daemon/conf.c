@@ -696,6 +696,14 @@ finish(struct conf *c, const char *file, char *err, size_t errlen)
                      r->line, r->name);
             return -1;
         }
+        if (r->tls_min_version < 12 && !r->allow_remote &&
+            !conf_addr_is_loopback(&r->listen_addr)) {
+            snprintf(err, errlen,
+                     "%s:%d: route %s: TLS %s is only served on loopback; set allow_remote = yes "
+                     "to accept it on %s",
+                     file, r->line, r->name, r->tls_min_version == 10 ? "1.0" : "1.1", r->listen);
+            return -1;
+        }
         if (!r->allow_remote && !conf_addr_is_loopback(&r->listen_addr)) {
             snprintf(err, errlen,
                      "%s:%d: route %s: listen %s is not a loopback address; set allow_remote = yes "
@@ -712,14 +720,6 @@ finish(struct conf *c, const char *file, char *err, size_t errlen)
             snprintf(err, errlen,
                      "%s:%d: route %s: tls_min_version and tls_legacy_3des need tls_cert/tls_key",
                      file, r->line, r->name);
-            return -1;
-        }
-        if (r->tls_min_version < 12 && !r->allow_remote &&
-            !conf_addr_is_loopback(&r->listen_addr)) {
-            snprintf(err, errlen,
-                     "%s:%d: route %s: TLS %s is only served on loopback; set allow_remote = yes "
-                     "to accept it on %s",
-                     file, r->line, r->name, r->tls_min_version == 10 ? "1.0" : "1.1", r->listen);
             return -1;
         }
         if (r->tls_legacy_3des && r->tls_min_version > 11) {
