@@ -795,53 +795,7 @@ on_req_done(void *user)
 
 static const struct http_cb req_cb = {on_req_head, on_req_body, on_req_done};
 
-/* --- TLS from clients: the engines and the dispatch --- */
-
-static int
-lt_handshake(void *t)
-{
-    return legacytls_handshake(t);
-}
-
-static int
-lt_read(void *t, uint8_t *buf, size_t len)
-{
-    return legacytls_read(t, buf, len);
-}
-
-static int
-lt_write(void *t, const uint8_t *buf, size_t len)
-{
-    return legacytls_write(t, buf, len);
-}
-
-static void
-lt_close_notify(void *t)
-{
-    legacytls_close_notify(t);
-}
-
-static void
-lt_free(void *t)
-{
-    legacytls_free(t);
-}
-
-static const char *
-lt_version(const void *t)
-{
-    return legacytls_version(t);
-}
-
-static const char *
-lt_strerror(const void *t)
-{
-    return legacytls_strerror(t);
-}
-
-static const struct tls_engine legacytls_engine = {
-    lt_handshake, lt_read, lt_write, lt_close_notify, lt_free, lt_version, lt_strerror,
-};
+/* --- TLS from clients: the dispatch --- */
 
 /* A fatal alert in a TLS 1.0 record, for clients we refuse before any
  * engine runs: 70 protocol_version, 40 handshake_failure. */

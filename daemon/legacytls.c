@@ -1064,3 +1064,49 @@ legacytls_lib_version(void)
      * ships as libbearssl0 0.6 and design.md requires. */
     return "0.6";
 }
+
+static int
+e_handshake(void *t)
+{
+    return legacytls_handshake(t);
+}
+
+static int
+e_read(void *t, uint8_t *buf, size_t len)
+{
+    return legacytls_read(t, buf, len);
+}
+
+static int
+e_write(void *t, const uint8_t *buf, size_t len)
+{
+    return legacytls_write(t, buf, len);
+}
+
+static void
+e_close_notify(void *t)
+{
+    legacytls_close_notify(t);
+}
+
+static void
+e_free(void *t)
+{
+    legacytls_free(t);
+}
+
+static const char *
+e_version(const void *t)
+{
+    return legacytls_version(t);
+}
+
+static const char *
+e_strerror(const void *t)
+{
+    return legacytls_strerror(t);
+}
+
+const struct tls_engine legacytls_engine = {
+    e_handshake, e_read, e_write, e_close_notify, e_free, e_version, e_strerror,
+};

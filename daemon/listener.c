@@ -51,8 +51,11 @@ on_connection(uv_stream_t *server, int status)
     downstream_start(ds, downstream_stats.active > l->conf->max_connections);
 }
 
-struct listener *
-listener_new(uv_loop_t *loop, struct conf *conf, struct route *route, char *err, size_t errlen)
+/* A listener on socket FD (already listening, from systemd) or, with FD
+ * -1, on a socket bound here to ROUTE's address. */
+static struct listener *
+listener_open(uv_loop_t *loop, struct conf *conf, struct route *route, int fd, char *err,
+              size_t errlen)
 {
     struct listener *l = calloc(1, sizeof(*l));
     int rc;
@@ -64,20 +67,27 @@ listener_new(uv_loop_t *loop, struct conf *conf, struct route *route, char *err,
     l->loop = loop;
     l->conf = conf_ref(conf);
     l->route = route;
+    l->addr = route->listen_addr;
     uv_tcp_init(loop, &l->tcp);
     l->tcp.data = l;
     l->open_handles = 1;
-    l->addr = route->listen_addr;
-    rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&route->listen_addr, 0);
+    if (fd >= 0)
+        rc = uv_tcp_open(&l->tcp, fd);
+    else
+        rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&route->listen_addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
     if (rc < 0) {
-        snprintf(err, errlen, "route %s: cannot listen on %s: %s%s", route->name, route->listen,
-                 uv_strerror(rc),
-                 rc == UV_EADDRINUSE ? " (another process holds the port)"
-                 : rc == UV_EACCES   ? " (ports below 1024 need CAP_NET_BIND_SERVICE or socket "
-                                       "activation)"
-                                     : "");
+        if (fd >= 0)
+            snprintf(err, errlen, "route %s: cannot use the socket passed by systemd (fd %d): %s",
+                     route->name, fd, uv_strerror(rc));
+        else
+            snprintf(err, errlen, "route %s: cannot listen on %s: %s%s", route->name, route->listen,
+                     uv_strerror(rc),
+                     rc == UV_EADDRINUSE ? " (another process holds the port)"
+                     : rc == UV_EACCES   ? " (ports below 1024 need CAP_NET_BIND_SERVICE or "
+                                           "socket activation)"
+                                         : "");
         listener_free(l);
         return NULL;
     }
@@ -85,33 +95,16 @@ listener_new(uv_loop_t *loop, struct conf *conf, struct route *route, char *err,
 }
 
 struct listener *
+listener_new(uv_loop_t *loop, struct conf *conf, struct route *route, char *err, size_t errlen)
+{
+    return listener_open(loop, conf, route, -1, err, errlen);
+}
+
+struct listener *
 listener_new_fd(uv_loop_t *loop, struct conf *conf, struct route *route, int fd, char *err,
                 size_t errlen)
 {
-    struct listener *l = calloc(1, sizeof(*l));
-    int rc;
-
-    if (!l) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    l->loop = loop;
-    l->conf = conf_ref(conf);
-    l->route = route;
-    l->addr = route->listen_addr;
-    uv_tcp_init(loop, &l->tcp);
-    l->tcp.data = l;
-    l->open_handles = 1;
-    rc = uv_tcp_open(&l->tcp, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
-    if (rc < 0) {
-        snprintf(err, errlen, "route %s: cannot use the socket passed by systemd (fd %d): %s",
-                 route->name, fd, uv_strerror(rc));
-        listener_free(l);
-        return NULL;
-    }
-    return l;
+    return listener_open(loop, conf, route, fd, err, errlen);
 }
 
 void

@@ -58,4 +58,7 @@ int legacytls_resumed(const struct legacytls *t);
 const char *legacytls_strerror(const struct legacytls *t);
 const char *legacytls_lib_version(void);
 
+/* The engine face (tlsio.h) over these functions. */
+extern const struct tls_engine legacytls_engine;
+
 #endif
