@@ -546,9 +546,12 @@ up_process(struct downstream *ds)
 
     while (!ds->closing && ds->up && ds->rs != RS_DONE) {
         if (half_tx_len(&ds->h) > BUFQ_HIGH) {
-            half_stop_read(&ds->up->h);
-            ds->up_paused = true;
-            break;
+            half_flush(&ds->h); /* see client_process */
+            if (half_tx_len(&ds->h) > BUFQ_HIGH) {
+                half_stop_read(&ds->up->h);
+                ds->up_paused = true;
+                break;
+            }
         }
         rc = half_data(&ds->up->h, &p, &n);
         if (rc == UV_EOF) {
@@ -911,9 +914,15 @@ client_process(struct downstream *ds)
     }
     while (!ds->closing && ds->rq != RQ_DONE) {
         if (ds->up && up_queue_len(ds) > BUFQ_HIGH) {
-            ds->client_paused = true;
-            half_stop_read(&ds->h);
-            break;
+            /* Pause only on what a flush leaves: a write then is in flight,
+             * and its callback resumes us. A queue the socket takes at once
+             * would leave no callback to wait for. */
+            up_flush(ds);
+            if (up_queue_len(ds) > BUFQ_HIGH) {
+                ds->client_paused = true;
+                half_stop_read(&ds->h);
+                break;
+            }
         }
         rc = half_data(&ds->h, &p, &n);
         if (rc < 0) {

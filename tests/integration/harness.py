@@ -298,7 +298,19 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ValueError("chunk without CRLF")
         if cl:
             n = int(cl[0])
-            data = self.rfile.read(n) if n else b""
+            if self.path.startswith("/slowread"):
+                # A slow consumer: 16 KiB every 5 ms (back-pressure tests).
+                parts, left = [], n
+                while left:
+                    d = self.rfile.read(min(16384, left))
+                    if not d:
+                        break
+                    parts.append(d)
+                    left -= len(d)
+                    time.sleep(0.005)
+                data = b"".join(parts)
+            else:
+                data = self.rfile.read(n) if n else b""
             if len(data) != n:
                 raise ValueError("short body")
             return data, "length"
@@ -408,6 +420,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: a=1; Path=/\r\n"
                         b"Set-Cookie: b=2; Expires=Wed, 09 Jun 2027 10:18:14 GMT\r\n"
                         b"Content-Length: 3\r\n\r\n" + b)
+        elif kind == "304cl":
+            # A 304 may carry the Content-Length of the representation; it still has no body.
+            self._write(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 1234\r\n\r\n")
         elif kind == "status":
             code = int(arg)
             if code in (204, 304):
@@ -417,7 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
                 b = b"status %d\n" % code
                 self._write(("HTTP/1.1 %d Whatever\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
                              % (code, len(b))).encode() + (b"" if head_only else b))
-        elif kind == "mirror":
+        elif kind in ("mirror", "slowread"):
             # The request body back, byte for byte, with a Content-Length.
             self._write(("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
                          "Content-Length: %d\r\nX-Body-Sha256: %s\r\n\r\n" % (len(body), sha256(body))).encode())
@@ -528,7 +543,7 @@ class Upstream:
       ciphers      OpenSSL TLS 1.2 cipher string
 
     Paths: /echo (JSON of the request), /size/N, /chunked/N, /close/N,
-    /close10/N, /sizeclose/N, /trickle/N, /earlyhints, /clte, /twocl, /cookies, /status/CODE, /mirror, /delay/MS, /hopbyhop, /cut/N, /stall,
+    /close10/N, /304cl, /slowread (a slow /mirror), /sizeclose/N, /trickle/N, /earlyhints, /clte, /twocl, /cookies, /status/CODE, /mirror, /delay/MS, /hopbyhop, /cut/N, /stall,
     /stallbody, /garbage, /drop. See _Handler._respond.
     """
 

@@ -8,6 +8,8 @@ daemon's memory by the size of the body.
 import socket
 import time
 
+import pytest
+
 from harness import RawConn, build_request, payload, sha256, wait_until
 
 BIG = 48 * 1024 * 1024
@@ -66,3 +68,19 @@ def test_stalled_upstream_stops_client_upload(make_daemon, upstream):
     assert peak - base < GROWTH_LIMIT, "daemon RSS grew by %d MiB" % ((peak - base) >> 20)
     assert wait_until(lambda: d.alive(), 1)
     d.assert_serving(upstream)
+
+
+@pytest.mark.parametrize("pool", ["fresh", "pooled"])
+def test_slow_upstream_reader(daemon, upstream, pool):
+    """An upstream that reads the body slowly: the upload pauses and resumes until it is all there."""
+    if pool == "pooled":
+        with RawConn(daemon.port) as c:
+            c.send(build_request("GET", "/echo/warm"))
+            assert c.read_response().status == 200
+    body = payload(3 * 1024 * 1024)
+    with RawConn(daemon.port, timeout=30) as c:
+        c.send(build_request("POST", "/slowread", [("Content-Length", str(len(body)))], body))
+        r = c.read_response()
+    assert r.status == 200
+    assert sha256(r.body) == sha256(body)
+    assert upstream.stats()["handshakes"] == 1

@@ -49,6 +49,17 @@ def test_no_body_statuses(daemon, upstream, code):
         _next_ok(c)
 
 
+def test_304_with_content_length_has_no_body(daemon, upstream):
+    with RawConn(daemon.port) as c:
+        c.send(build_request("GET", "/304cl", [("If-None-Match", '"v1"')]))
+        r = c.read_response(timeout=5)
+        assert r.status == 304
+        assert c.recv_some(0.3) == b""
+        _next_ok(c)
+    # The pooled upstream connection was not left waiting for 1234 body bytes.
+    assert upstream.stats()["handshakes"] == 1
+
+
 def test_other_status_passed_through(daemon, upstream):
     with RawConn(daemon.port) as c:
         c.send(build_request("GET", "/status/418"))
