@@ -12,7 +12,7 @@ set -eu
 BUILD_PKGS="build-essential meson ninja-build pkg-config libuv1-dev libinih-dev libbearssl-dev"
 PINNED_PKGS="libmbedtls-dev libllhttp-dev"
 TEST_PKGS="libcmocka-dev python3 python3-pytest curl openssl gnutls-bin clang-format ca-certificates
- dpkg-dev debhelper fakeroot systemd strace groff-base man-db clang"
+ dpkg-dev debhelper fakeroot systemd strace groff-base man-db clang mono-mcs ca-certificates-mono"
 
 die() { echo "deps.sh: $*" >&2; exit 1; }
 
@@ -25,7 +25,8 @@ Install these yourself, then run meson:
   C compiler, meson >= 0.63, ninja, pkg-config
   mbedTLS >= 3.6 (mbedtls, mbedx509, mbedcrypto pkg-config files)
   libuv >= 1.44, inih (libinih), llhttp >= 8 (libllhttp), BearSSL 0.6
-  for tests: cmocka, python3 with pytest, curl, openssl, gnutls-cli
+  for tests: cmocka, python3 with pytest, curl, openssl, gnutls-cli, clang (libFuzzer),
+  mono (mcs, cert-sync), dpkg-dev, debhelper, systemd-analyze, strace, groff
 MSG
     exit 1
 fi
