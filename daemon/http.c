@@ -316,6 +316,19 @@ http_parser_reset(struct http_parser *hp, const struct http_limits *lim)
 }
 
 void
+http_parser_trim(struct http_parser *hp)
+{
+    if (!hp || hp->state != HP_IDLE)
+        return;
+    free(hp->head.buf);
+    free(hp->head.fields);
+    hp->head.buf = NULL;
+    hp->head.fields = NULL;
+    hp->head.len = hp->head.cap = 0;
+    hp->head.nfields = hp->head.fcap = 0;
+}
+
+void
 http_parser_free(struct http_parser *hp)
 {
     if (!hp)

@@ -63,6 +63,9 @@ struct http_parser; /* opaque: llhttp stays in http.c */
 struct http_parser *http_parser_new(enum http_kind kind, const struct http_limits *lim,
                                     const struct http_cb *cb, void *user);
 void http_parser_free(struct http_parser *hp);
+/* Between messages: give the head buffers back (an idle keep-alive
+ * connection should hold as little as possible). */
+void http_parser_trim(struct http_parser *hp);
 /* Start over for a new connection's worth of messages with limits LIM,
  * keeping the allocated head buffers (one parser per client connection
  * serves every response it relays). */
