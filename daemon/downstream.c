@@ -127,12 +127,6 @@ ds_of(struct half *h)
     return ds;
 }
 
-static uint64_t
-now_ms(struct downstream *ds)
-{
-    return uv_now(ds->h.loop);
-}
-
 /* --- access log --- */
 
 /* The reason as one logfmt token: "upstream response timeout" becomes
@@ -1155,7 +1149,6 @@ downstream_start(struct downstream *ds, int over_limit)
     peer_name(ds);
     log_debug(ds->id, "route %s: connection from %s", ds->route->name, ds->client);
     uv_tcp_nodelay(&ds->h.tcp, 1);
-    (void)now_ms;
     if (over_limit) {
         downstream_stats.rejected++;
         log_warn(ds->id,

@@ -177,12 +177,6 @@ half_consume(struct half *h, size_t n)
     b->off += n;
 }
 
-static bool
-has_unread(const struct half *h)
-{
-    return h->rx.off < h->rx.len || (h->tls && h->px.off < h->px.len);
-}
-
 void
 half_trim(struct half *h)
 {
@@ -194,7 +188,6 @@ half_trim(struct half *h)
         bufpool_put(h->px.data);
         memset(&h->px, 0, sizeof(h->px));
     }
-    (void)has_unread;
 }
 
 int

@@ -140,7 +140,7 @@ on_h_error(struct half *h, int err)
 {
     struct upconn *u = h->owner;
     struct route *r = u->pool->route;
-    char reason[300];
+    const char *reason;
 
     switch (u->state) {
     case UP_IDLE:
@@ -161,21 +161,19 @@ on_h_error(struct half *h, int err)
                       "upstream %s (route %s): %s; check that upstream_ca_file trusts its issuer "
                       "and that upstream_sni names the certificate's host",
                       r->up_hostport, r->name, half_tls_error(h));
-            snprintf(reason, sizeof(reason), "upstream certificate verification failed");
+            reason = "upstream certificate verification failed";
         } else if (err == UV_EPROTO) {
             log_error(u->owner_cid,
                       "upstream %s (route %s): TLS handshake failed: %s; the upstream must speak "
                       "TLS 1.2 or 1.3 with an ECDHE AEAD suite",
                       r->up_hostport, r->name, half_tls_error(h));
-            snprintf(reason, sizeof(reason), "upstream TLS handshake failed");
+            reason = "upstream TLS handshake failed";
         } else {
             log_error(u->owner_cid,
                       "upstream %s (route %s): connection lost during the TLS "
                       "handshake: %s",
                       r->up_hostport, r->name, uv_strerror(err));
-            snprintf(reason, sizeof(reason),
-                     "upstream closed the connection during the TLS "
-                     "handshake");
+            reason = "upstream closed the connection during the TLS handshake";
         }
         up_fail(u, 502, reason);
         return;

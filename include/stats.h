@@ -34,7 +34,8 @@ struct route_stats *stats_route(const char *name);
 void stats_observe(struct stats_hist *h, double seconds);
 
 /* Counters by reason (a short, fixed set of strings: the reasons tlslift
- * answers or closes with). */
+ * answers or closes with). REASON must be a string literal: the pointer is
+ * kept. */
 void stats_error(const char *reason);
 
 /* TLS versions seen: SIDE 0 = from clients, 1 = to upstreams; VERSION 0 for

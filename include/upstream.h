@@ -29,6 +29,7 @@ struct upconn_ops {
     void (*on_readable)(struct upconn *u);
     /* Failed: STATUS is what the client should see (502 or 504; 0 when
      * nothing was sent and a new connection is worth one try), REASON a
+     * string literal (it is kept: access log, /metrics errors by reason) and
      * short text; the detail is logged here already. The connection is
      * closing already (so only the owner is passed): drop the pointer. */
     void (*on_fail)(void *owner, int status, const char *reason);
