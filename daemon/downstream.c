@@ -558,18 +558,9 @@ up_process(struct downstream *ds)
         rc = half_data(&ds->up->h, &p, &n);
         if (rc == UV_EOF) {
             /* close_notify: the end of a close-delimited response, or an
-             * upstream that gave up. */
-            struct upconn *u = ds->up;
-            upstream_release(u, false);
-            ds->up = NULL;
-            if (ds->rs == RS_BODY && http_finish(ds->resp) == 0 && ds->rs == RS_DONE)
-                break;
-            if (ds->rs == RS_WAIT && !ds->resp_bytes && ds->reused && ds->replay_ok &&
-                !ds->retried) {
-                retry_exchange(ds);
-                return;
-            }
-            ds_fail(ds, 502, "upstream closed the connection");
+             * upstream that gave up; the same as a closed socket. */
+            release_up(ds, false);
+            on_up_fail(ds, 502, "upstream closed the connection");
             return;
         }
         if (rc < 0) {
@@ -587,9 +578,11 @@ up_process(struct downstream *ds)
             half_consume(&ds->up->h, used);
         if (rc == HTTP_ERROR) {
             const char *reason;
-            int st = ds->fail_status ? ds->fail_status : http_error(ds->resp, &reason);
-            if (ds->fail_reason)
+            int st = http_error(ds->resp, &reason);
+            if (ds->fail_status) {
+                st = ds->fail_status;
                 reason = ds->fail_reason;
+            }
             log_warn(ds->id, "upstream %s: bad response: %s", ds->route->up_hostport, reason);
             ds_fail(ds, st == 400 ? 502 : st, reason);
             return;
@@ -659,19 +652,27 @@ on_resp_head(void *user, struct http_head *h)
     return no_body ? 1 : 0;
 }
 
+/* Send N bytes through SEND, as one chunk when CHUNKED. */
+static int
+send_body(struct downstream *ds, int (*send)(struct downstream *, const void *, size_t),
+          bool chunked, const uint8_t *p, size_t n)
+{
+    char line[24];
+
+    if (!chunked)
+        return send(ds, p, n) ? -1 : 0;
+    int l = snprintf(line, sizeof(line), "%zx\r\n", n);
+    if (send(ds, line, (size_t)l) || send(ds, p, n) || send(ds, "\r\n", 2))
+        return -1;
+    return 0;
+}
+
 static int
 on_resp_body(void *user, const uint8_t *p, size_t n)
 {
     struct downstream *ds = user;
-    char line[24];
 
-    if (ds->frame == FRAME_CHUNKED) {
-        int l = snprintf(line, sizeof(line), "%zx\r\n", n);
-        if (client_send(ds, line, (size_t)l) || client_send(ds, p, n) || client_send(ds, "\r\n", 2))
-            return -1;
-        return 0;
-    }
-    return client_send(ds, p, n) ? -1 : 0;
+    return send_body(ds, client_send, ds->frame == FRAME_CHUNKED, p, n);
 }
 
 static int
@@ -696,7 +697,6 @@ on_req_head(void *user, struct http_head *h)
 {
     struct downstream *ds = user;
     struct route *r;
-    const char *host;
     bool has_body;
 
     migrate(ds);
@@ -722,14 +722,8 @@ on_req_head(void *user, struct http_head *h)
               : has_body ? "body with length"
                          : "no body");
 
-    host = r->host_header == HOST_HEADER_UPSTREAM ? r->up_hostport : NULL;
     ds->sb.len = 0;
-    int rc = http_build_request(h, host, &ds->sb);
-    if (rc == -22 /* -EINVAL: no Host to preserve (HTTP/1.0) */) {
-        ds->sb.len = 0;
-        rc = http_build_request(h, r->up_hostport, &ds->sb);
-    }
-    if (rc) {
+    if (http_build_request(h, r->up_hostport, r->host_header == HOST_HEADER_PRESERVE, &ds->sb)) {
         ds->fail_status = 503;
         ds->fail_reason = "out of memory";
         return -1;
@@ -776,15 +770,8 @@ static int
 on_req_body(void *user, const uint8_t *p, size_t n)
 {
     struct downstream *ds = user;
-    char line[24];
 
-    if (ds->req_chunked) {
-        int l = snprintf(line, sizeof(line), "%zx\r\n", n);
-        if (up_send(ds, line, (size_t)l) || up_send(ds, p, n) || up_send(ds, "\r\n", 2))
-            return -1;
-        return 0;
-    }
-    return up_send(ds, p, n) ? -1 : 0;
+    return send_body(ds, up_send, ds->req_chunked, p, n);
 }
 
 static int

@@ -554,39 +554,45 @@ add_fields(const struct http_head *h, struct sbuf *out, bool skip_host)
     return 0;
 }
 
+/* Absolute-form (RFC 9112 3.2.2, "http://host/path") to origin-form
+ * ("/path"): the route, not the client, decides where a request goes. */
+static void
+origin_form(const char **url, size_t *len)
+{
+    const char *u = *url;
+    size_t n = *len;
+
+    if (n <= 7 || (strncasecmp(u, "http://", 7) != 0 && strncasecmp(u, "https://", 8) != 0))
+        return;
+    const char *s = memchr(u, '/', n); /* the scheme's "//" */
+    s = s ? memchr(s + 2, '/', n - (size_t)(s + 2 - u)) : NULL;
+    if (s) {
+        *len = n - (size_t)(s - u);
+        *url = s;
+    } else {
+        *url = "/";
+        *len = 1;
+    }
+}
+
 int
-http_build_request(const struct http_head *h, const char *host, struct sbuf *out)
+http_build_request(const struct http_head *h, const char *host, bool preserve, struct sbuf *out)
 {
     const char *url = h->buf + h->url_off;
     size_t ulen = h->url_len;
+    bool keep_host = false;
 
-    /* Absolute-form (RFC 9112 3.2.2) becomes origin-form: the route, not the
-     * client, decides where the request goes. */
-    if (ulen > 7 && (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0)) {
-        const char *s = memchr(url, '/', ulen);
-        s = s ? memchr(s + 2, '/', ulen - (size_t)(s + 2 - url)) : NULL;
-        if (s) {
-            ulen -= (size_t)(s - url);
-            url = s;
-        } else {
-            url = "/";
-            ulen = 1;
-        }
-    }
+    origin_form(&url, &ulen);
+    if (preserve)
+        for (size_t i = 0; i < h->nfields && !keep_host; i++)
+            keep_host = field_is(h, &h->fields[i], "host");
     if (sbuf_add(out, h->method_name, strlen(h->method_name)) || sbuf_add(out, " ", 1) ||
         sbuf_add(out, url, ulen) || sbuf_add(out, " HTTP/1.1\r\n", 11))
         return -ENOMEM;
-    if (host) {
-        if (sbuf_printf(out, "Host: %s\r\n", host))
-            return -ENOMEM;
-    } else {
-        bool found = false;
-        for (size_t i = 0; i < h->nfields; i++)
-            found |= field_is(h, &h->fields[i], "host");
-        if (!found)
-            return -EINVAL;
-    }
-    if (add_fields(h, out, host != NULL))
+    /* Host first; the client's own, when preserved, comes with its fields. */
+    if (!keep_host && sbuf_printf(out, "Host: %s\r\n", host))
+        return -ENOMEM;
+    if (add_fields(h, out, !keep_host))
         return -ENOMEM;
     if (h->chunked && sbuf_add(out, "Transfer-Encoding: chunked\r\n", 28))
         return -ENOMEM;
@@ -662,12 +668,8 @@ http_log_path(const struct http_head *h, char *buf, size_t len)
     const char *u = h->buf ? h->buf + h->url_off : "";
     size_t n = h->url_len, i, o = 0;
 
-    if (n > 7 && (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0)) {
-        const char *s = memchr(u, '/', n);
-        s = s ? memchr(s + 2, '/', n - (size_t)(s + 2 - u)) : NULL;
-        n = s ? n - (size_t)(s - u) : 0;
-        u = s ? s : "";
-    }
+    if (h->buf)
+        origin_form(&u, &n);
     /* The query string may carry secrets (API keys): never log it. */
     for (i = 0; i < n && u[i] != '?' && u[i] != '#' && o + 1 < len; i++) {
         unsigned char c = (unsigned char)u[i];

@@ -99,9 +99,10 @@ int sbuf_add(struct sbuf *b, const void *p, size_t n);
 int sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sbuf_free(struct sbuf *b);
 
-/* Request head for the upstream: HOST (NULL: keep the client's Host),
- * HTTP/1.1, our own framing. */
-int http_build_request(const struct http_head *h, const char *host, struct sbuf *out);
+/* Request head for the upstream: Host is HOST, or the client's own when
+ * PRESERVE and it sent one; HTTP/1.1; our own framing. */
+int http_build_request(const struct http_head *h, const char *host, bool preserve,
+                       struct sbuf *out);
 
 /* Response framing towards the client. */
 enum http_frame { FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE };

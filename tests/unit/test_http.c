@@ -22,7 +22,7 @@ on_head(void *user, struct http_head *h)
 {
     struct sink *s = user;
     s->heads++;
-    return http_build_request(h, "api.example.com", &s->out) ? -1 : 0;
+    return http_build_request(h, "api.example.com", false, &s->out) ? -1 : 0;
 }
 
 static int
@@ -107,6 +107,38 @@ test_absolute_form(void **state)
         parse("GET http://old.example/a/b?c HTTP/1.1\r\nHost: old.example\r\n\r\n", &s), 0);
     assert_true(strncmp(s.out.p, "GET /a/b?c HTTP/1.1\r\nHost: api.example.com\r\n", 44) == 0);
     sbuf_free(&s.out);
+}
+
+/* host_header = preserve: the client's Host stays; without one (HTTP/1.0)
+ * the upstream's is used. */
+static int
+preserve_head(void *user, struct http_head *h)
+{
+    struct sink *s = user;
+    s->heads++;
+    return http_build_request(h, "api.example.com", true, &s->out) ? -1 : 0;
+}
+
+static void
+test_preserve_host(void **state)
+{
+    static const struct http_cb pcb = {preserve_head, on_body, on_done};
+    const char *reqs[2] = {"GET / HTTP/1.1\r\nHost: legacy.local:8080\r\n\r\n",
+                           "GET / HTTP/1.0\r\n\r\n"};
+    const char *want[2] = {"GET / HTTP/1.1\r\nHost: legacy.local:8080\r\n\r\n",
+                           "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n"};
+    (void)state;
+    for (int i = 0; i < 2; i++) {
+        struct sink s;
+        size_t used;
+        memset(&s, 0, sizeof(s));
+        struct http_parser *hp = http_parser_new(HTTP_KIND_REQUEST, &lim, &pcb, &s);
+        assert_int_equal(http_feed(hp, (const uint8_t *)reqs[i], strlen(reqs[i]), &used),
+                         HTTP_PAUSED);
+        assert_string_equal(s.out.p, want[i]);
+        sbuf_free(&s.out);
+        http_parser_free(hp);
+    }
 }
 
 static void
@@ -210,10 +242,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rewrite),       cmocka_unit_test(test_chunked_reframed),
-        cmocka_unit_test(test_absolute_form), cmocka_unit_test(test_smuggling),
-        cmocka_unit_test(test_limits),        cmocka_unit_test(test_pipelined_pause),
-        cmocka_unit_test(test_log_path),      cmocka_unit_test(test_error_response),
+        cmocka_unit_test(test_rewrite),         cmocka_unit_test(test_chunked_reframed),
+        cmocka_unit_test(test_absolute_form),   cmocka_unit_test(test_preserve_host),
+        cmocka_unit_test(test_smuggling),       cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_pipelined_pause), cmocka_unit_test(test_log_path),
+        cmocka_unit_test(test_error_response),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
