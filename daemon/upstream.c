@@ -18,7 +18,6 @@ struct upstream_pool {
     struct route *route;
     struct upconn *idle; /* most recently used first */
     size_t nidle;
-    size_t lent;
     bool dying;
 };
 
@@ -54,6 +53,14 @@ pool_unlink(struct upconn *u)
     p->nidle--;
 }
 
+/* Take an idle connection out of the pool and close it. */
+static void
+pool_drop(struct upconn *u)
+{
+    pool_unlink(u);
+    up_close(u);
+}
+
 void
 upstream_pool_retire(struct upstream_pool *p)
 {
@@ -62,9 +69,7 @@ upstream_pool_retire(struct upstream_pool *p)
     p->dying = true;
     while (p->idle) {
         struct upconn *u = p->idle;
-        pool_unlink(u);
-        p->lent++; /* up_free gives it back */
-        up_close(u);
+        pool_drop(u);
     }
 }
 
@@ -107,9 +112,7 @@ on_h_readable(struct half *h)
         if (rc != 0 || n > 0) {
             log_debug(0, "upstream %s: idle pooled connection closed by the peer",
                       u->pool->route->up_hostport);
-            pool_unlink(u);
-            u->pool->lent++;
-            up_close(u);
+            pool_drop(u);
         }
         return;
     }
@@ -144,9 +147,7 @@ on_h_error(struct half *h, int err)
 
     switch (u->state) {
     case UP_IDLE:
-        pool_unlink(u);
-        u->pool->lent++;
-        up_close(u);
+        pool_drop(u);
         return;
     case UP_HANDSHAKE:
         if (h->tls_err == TLSIO_ERR_RETRY) {
@@ -227,9 +228,7 @@ on_h_timeout(struct half *h)
         up_fail(u, 504, "upstream TLS handshake timeout");
         return;
     case UP_IDLE:
-        pool_unlink(u);
-        u->pool->lent++;
-        up_close(u);
+        pool_drop(u);
         return;
     case UP_BUSY:
         if (u->ops)
@@ -243,14 +242,11 @@ on_h_timeout(struct half *h)
 static void
 up_free(struct upconn *u)
 {
-    struct upstream_pool *p = u->pool;
-
     if (u->ai)
         uv_freeaddrinfo(u->ai);
     upstream_stats.active--;
-    p->lent--;
-    /* The connection's reference may have been the snapshot's last one, and
-     * the snapshot frees the pool: touch P before. */
+    /* The connection's reference may be the snapshot's last one, and the
+     * snapshot frees the pool: the pool is not touched after this. */
     conf_unref(u->conf);
     free(u);
 }
@@ -384,7 +380,6 @@ up_new(struct upstream_pool *p, uint64_t cid)
     u->conf = conf_ref(p->conf);
     u->owner_cid = cid;
     u->state = UP_RESOLVING;
-    p->lent++;
     upstream_stats.active++;
     half_timer(&u->h, r->lim.upstream_connect_timeout);
     memset(&hints, 0, sizeof(hints));
@@ -426,7 +421,6 @@ upstream_get(struct upstream_pool *p, const struct upconn_ops *ops, void *owner,
 
     if (u) {
         pool_unlink(u);
-        p->lent++;
         u->state = UP_BUSY;
         u->reused = true;
         u->owner_cid = cid;
@@ -473,12 +467,9 @@ upstream_release(struct upconn *u, bool reusable)
         p->idle->prev = u;
     p->idle = u;
     p->nidle++;
-    p->lent--;
     half_timer(&u->h, r->lim.upstream_idle_timeout);
     if (half_start_read(&u->h) != 0) {
-        pool_unlink(u);
-        p->lent++;
-        up_close(u);
+        pool_drop(u);
     }
 }
 
